@@ -161,6 +161,9 @@ class DeliveryJob:
     event: StoredEvent
     #: Lease expiry; the claim returns to the queue when it passes without an outcome.
     lease_until: datetime
+    #: Who holds the lease (the `owner` given to `claim_due`); `complete` applies only while the
+    #: lease is still this owner's, so a job taken over after its lease expired records nothing.
+    lease_owner: str = ""
 
 
 class OutcomeKind(enum.StrEnum):

@@ -43,6 +43,10 @@ class DkCode(enum.StrEnum):
     NOT_UTF8 = "0009"
     FOREIGN_HEADER = "0010"
     WRONG_HEADER_VALUE = "0011"
+    #: Not in the WUS list: a conformant message digibridge cannot process (no mapping for it).
+    #: Numbered after DigiMelding's DK0050 "processing error"; a Server fault, so the sender
+    #: keeps the message and may retry once the mapping exists.
+    PROCESSING_ERROR = "0050"
     SERVICE_UNAVAILABLE = "0051"
 
 

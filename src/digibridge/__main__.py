@@ -1,0 +1,5 @@
+"""`python -m digibridge` is the `digibridge` command."""
+
+from digibridge.cli import main
+
+main()

@@ -1,0 +1,146 @@
+"""Builds the ASGI application: routes, store, mappings and the delivery dispatcher.
+
+Start-up order matters: the store is opened (migrations applied) and the mappings are loaded
+before the gateway reports ready; deliveries left leased by a killed process go back to the queue
+before the dispatcher starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import structlog
+from fastapi import Depends, FastAPI, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from digibridge.api import health, problems, subscriptions
+from digibridge.api.auth import authorise
+from digibridge.clock import Clock, SystemClock
+from digibridge.config import ConfigError, Settings
+from digibridge.delivery.dispatcher import Dispatcher
+from digibridge.delivery.retry import RetryPolicy
+from digibridge.mapping.engine import MappingSet
+from digibridge.mapping.types import MappingError
+from digibridge.runtime import Runtime
+from digibridge.store.sqlite import SqliteStore
+from digibridge.store.types import Store
+from digibridge.wus.inbound import DigileveringEndpoint, WusRoutes
+
+log = structlog.get_logger("digibridge")
+API_VERSION = "1.0.0"
+WUS_PATH = "/wus/digilevering"
+
+
+def open_store(settings: Settings) -> Store:
+    path = settings.sqlite_path
+    if path is None:
+        raise ConfigError(
+            "store_url: PostgreSQL is not available in this version; use sqlite:///PATH"
+        )
+    return SqliteStore(path)
+
+
+def load_mappings(settings: Settings) -> MappingSet:
+    try:
+        return MappingSet.load(Path(settings.mappings), dataschema_base=settings.base_url)
+    except MappingError as exc:
+        raise ConfigError(f"mappings in {settings.mappings} cannot be loaded: {exc}") from None
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    if settings.retry_schedule:
+        return RetryPolicy.parse(settings.retry_schedule)
+    return RetryPolicy()
+
+
+class ApiVersionHeader:
+    """Adds `API-Version` to every response (NL API Design Rules)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"api-version", API_VERSION.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    """The gateway as an ASGI app; nothing is opened until the lifespan starts."""
+    clock = clock or SystemClock()
+    store = open_store(settings)
+    mappings = load_mappings(settings)
+    dispatcher = Dispatcher(
+        store,
+        policy=retry_policy(settings),
+        clock=clock,
+        owner=f"{socket.gethostname()}:{os.getpid()}",
+        concurrency=settings.delivery_concurrency,
+        request_timeout=settings.delivery_timeout,
+    )
+    runtime = Runtime(
+        settings=settings, store=store, clock=clock, mappings=mappings, dispatcher=dispatcher
+    )
+    endpoint = DigileveringEndpoint(
+        store=store,
+        mappings=runtime.current_mappings,
+        clock=clock,
+        on_stored=dispatcher.wake,
+        max_body_bytes=settings.max_body_bytes,
+        max_depth=settings.max_xml_depth,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        released = await store.release_leases()
+        if released:
+            log.info("leases_released", count=released)
+        task = asyncio.create_task(dispatcher.run(), name="digibridge-dispatcher")
+        runtime.ready = True
+        log.info("gateway_started", event_types=len(mappings.event_types))
+        try:
+            yield
+        finally:
+            runtime.ready = False
+            await dispatcher.stop(timeout=settings.delivery_timeout)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await store.close()
+            log.info("gateway_stopped")
+
+    async def require_api_access(request: Request) -> None:
+        authorise(request, settings.api_keys)
+
+    app = FastAPI(
+        title="digibridge",
+        version=API_VERSION,
+        summary="DigiLevering and DigiMelding as NL GOV CloudEvents webhooks",
+        openapi_url="/v1/openapi.json",
+        docs_url="/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(subscriptions.router, dependencies=[Depends(require_api_access)])
+    wus = WusRoutes(lambda: endpoint, settings.public_url)
+    app.add_api_route(WUS_PATH, wus.post, methods=["POST"], include_in_schema=False)
+    app.add_api_route(WUS_PATH, wus.get, methods=["GET"], include_in_schema=False)
+    app.add_middleware(ApiVersionHeader)
+    return app

@@ -1,0 +1,253 @@
+"""The inbound DigiLevering endpoint: WUS request in, acknowledgement or SOAP Fault out.
+
+The one rule: the acknowledgement is sent only after the message, its events and their
+deliveries are committed to the store. A sender that gets no acknowledgement retries; the retry
+is recognised as a duplicate (by `wsa:MessageID` or the DigiLevering kenmerk) and acknowledged
+again without new events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from digibridge.clock import Clock
+from digibridge.events.filters import subscription_matches
+from digibridge.events.records import to_new_event
+from digibridge.mapping.engine import MappingSet
+from digibridge.mapping.types import MappingError, NoMatchingMapping
+from digibridge.store.types import InboundMessage, Store, StoreError
+from digibridge.wus.addressing import new_message_id
+from digibridge.wus.digilevering import (
+    build_acknowledgement,
+    operation_for,
+    parse_levering,
+    schema_document,
+    wsdl_document,
+)
+from digibridge.wus.envelope import (
+    SoapRequest,
+    parse_request,
+    response_envelope,
+    version_from_content_type,
+)
+from digibridge.wus.faults import DkCode, SoapFault, SoapVersion, render_fault
+
+log = structlog.get_logger("digibridge.wus")
+
+
+@dataclass(frozen=True)
+class SoapAnswer:
+    status: int
+    content_type: str
+    body: bytes
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the configured cap while it was being read."""
+
+
+class DigileveringEndpoint:
+    """Accepts DigiLevering messages over WUS and stores them durably before answering."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        mappings: Callable[[], MappingSet],
+        clock: Clock,
+        on_stored: Callable[[], None],
+        max_body_bytes: int,
+        max_depth: int,
+    ) -> None:
+        self._store = store
+        self._mappings = mappings
+        self._clock = clock
+        self._on_stored = on_stored
+        self.max_body_bytes = max_body_bytes
+        self._max_depth = max_depth
+
+    async def handle(
+        self, data: bytes, *, content_type: str | None, soap_action: str | None
+    ) -> SoapAnswer:
+        """Process one request body; never raises for bad input, always answers."""
+        version = version_from_content_type(content_type)
+        try:
+            request = parse_request(
+                data, content_type=content_type, soap_action=soap_action, max_depth=self._max_depth
+            )
+            version = request.version
+            return await self._accept(request.version, request, data)
+        except SoapFault as fault:
+            log.warning(
+                "soap_refused",
+                code=fault.code.value,
+                reason=fault.reason,
+                element=fault.element,
+            )
+            return fault_answer(fault, version)
+
+    async def _accept(self, version: SoapVersion, request: SoapRequest, data: bytes) -> SoapAnswer:
+        addressing = request.addressing
+        operation = operation_for(request.body_child)
+        if addressing.action != operation.action:
+            raise SoapFault(
+                DkCode.WRONG_HEADER_VALUE,
+                f"wsa:Action {addressing.action!r} does not fit a {operation.name} body "
+                f"(expected {operation.action!r})",
+            )
+        levering = parse_levering(request.body_child)
+        received_at = self._clock.now()
+        try:
+            events = self._mappings().map(levering)
+        except NoMatchingMapping as exc:
+            raise SoapFault(
+                DkCode.PROCESSING_ERROR,
+                f"no mapping for this message: {exc.message}",
+                client=False,
+                element="gebeurtenissoort",
+            ) from None
+        except MappingError as exc:
+            raise SoapFault(
+                DkCode.PROCESSING_ERROR,
+                f"the message could not be mapped: {exc.message}",
+                client=False,
+                element=local_name(levering.payload.tag),
+            ) from None
+        message = InboundMessage(
+            message_id=addressing.message_id,
+            kenmerk=levering.kenmerk,
+            basisregistratie=levering.basisregistratie,
+            gebeurtenissoort=levering.gebeurtenissoort,
+            received_at=received_at,
+            sender_oin=addressing.sender_oin,
+            raw=data,
+        )
+        try:
+            result = await self._store.ingest(
+                message, [to_new_event(event) for event in events], subscription_matches
+            )
+        except StoreError as exc:
+            log.error("store_unavailable", message_id=addressing.message_id, error=str(exc))
+            raise SoapFault(
+                DkCode.SERVICE_UNAVAILABLE,
+                "the message could not be stored; nothing was accepted, please retry later",
+                client=False,
+            ) from None
+        if result.duplicate:
+            log.info(
+                "soap_duplicate",
+                message_id=addressing.message_id,
+                original_message_id=result.original_message_id,
+                kenmerk=levering.kenmerk,
+            )
+        else:
+            log.info(
+                "soap_accepted",
+                message_id=addressing.message_id,
+                kenmerk=levering.kenmerk,
+                basisregistratie=levering.basisregistratie,
+                event_ids=list(result.event_ids),
+                deliveries=result.deliveries_created,
+            )
+            if result.deliveries_created:
+                self._on_stored()
+        acknowledgement = build_acknowledgement(
+            levering,
+            duplicate=result.duplicate,
+            event_ids=result.event_ids,
+            received_at=received_at,
+        )
+        body = response_envelope(
+            version,
+            acknowledgement,
+            action=operation.response_action,
+            relates_to=addressing.message_id,
+            message_id=new_message_id(),
+        )
+        return SoapAnswer(200, version.content_type, body)
+
+
+def local_name(tag: str) -> str:
+    """Local name of a Clark-notation tag, for fault details."""
+    return tag.rpartition("}")[2]
+
+
+def fault_answer(fault: SoapFault, version: SoapVersion) -> SoapAnswer:
+    return SoapAnswer(fault.http_status, version.content_type, render_fault(fault, version))
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The request body, refusing (without reading it all) anything over `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def service_url(request: Request, public_url: str | None) -> str:
+    if public_url:
+        return f"{public_url.rstrip('/')}{request.url.path}"
+    return str(request.url.replace(query=""))
+
+
+class WusRoutes:
+    """Starlette endpoints for `POST /wus/digilevering` and `GET /wus/digilevering?wsdl`."""
+
+    def __init__(
+        self, endpoint: Callable[[], DigileveringEndpoint], public_url: str | None
+    ) -> None:
+        self._endpoint = endpoint
+        self._public_url = public_url
+
+    async def post(self, request: Request) -> Response:
+        endpoint = self._endpoint()
+        content_type = request.headers.get("content-type")
+        try:
+            data = await read_capped(request, endpoint.max_body_bytes)
+        except BodyTooLarge:
+            fault = SoapFault(
+                DkCode.INVALID_ENVELOPE,
+                f"the message is larger than {endpoint.max_body_bytes} bytes",
+                http_status=413,
+            )
+            log.warning("soap_refused", code=fault.code.value, reason=fault.reason)
+            answer = fault_answer(fault, version_from_content_type(content_type))
+            return Response(
+                answer.body,
+                status_code=answer.status,
+                media_type=answer.content_type,
+                headers={"Connection": "close"},
+            )
+        except ClientDisconnect:
+            return Response(status_code=400)
+        answer = await endpoint.handle(
+            data, content_type=content_type, soap_action=request.headers.get("soapaction")
+        )
+        return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+
+    async def get(self, request: Request) -> Response:
+        url = service_url(request, self._public_url)
+        if "wsdl" in request.query_params or "WSDL" in request.query_params:
+            return Response(wsdl_document(url), media_type="text/xml; charset=utf-8")
+        name = request.query_params.get("xsd")
+        if name is not None:
+            document = schema_document(name, url)
+            if document is not None:
+                return Response(document, media_type="text/xml; charset=utf-8")
+        return Response(
+            "Use POST for SOAP requests, ?wsdl for the service description.",
+            status_code=404,
+            media_type="text/plain; charset=utf-8",
+        )
