@@ -36,13 +36,13 @@ API_VERSION = "1.0.0"
 WUS_PATH = "/wus/digilevering"
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, clock: Clock) -> Store:
     path = settings.sqlite_path
     if path is None:
         raise ConfigError(
             "store_url: PostgreSQL is not available in this version; use sqlite:///PATH"
         )
-    return SqliteStore(path)
+    return SqliteStore(path, clock=clock)
 
 
 def load_mappings(settings: Settings) -> MappingSet:
@@ -81,7 +81,7 @@ class ApiVersionHeader:
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     """The gateway as an ASGI app; nothing is opened until the lifespan starts."""
     clock = clock or SystemClock()
-    store = open_store(settings)
+    store = open_store(settings, clock)
     mappings = load_mappings(settings)
     dispatcher = Dispatcher(
         store,

@@ -127,7 +127,9 @@ def test_invalid_bodies_name_the_field(api: httpx.Client, body: object, mention:
 def test_unsupported_or_invalid_filters_point_at_the_filter(
     api: httpx.Client, filters: list[object], pointer: str
 ) -> None:
-    response = api.post("/subscriptions", json={"sink": "https://example.org/h", "filters": filters})
+    response = api.post(
+        "/subscriptions", json={"sink": "https://example.org/h", "filters": filters}
+    )
     problem = assert_problem(response, 400)
     assert problem["invalidParams"] == [{"name": pointer, "reason": problem["detail"]}]
 

@@ -10,7 +10,7 @@ from lxml import etree
 
 from digibridge.delivery.signing import generate_secret
 from digibridge.wus.client import send_levering
-from tests.support.events import ack_duplicate, ack_event_ids, check_webhook
+from tests.support.events import ack_event_ids, check_webhook
 from tests.support.gateway import GatewayProcess
 from tests.support.net import wait_until
 from tests.support.receiver import Answer, Receiver
@@ -139,8 +139,7 @@ def test_sigkill_after_acknowledgement_loses_nothing(tmp_path: Path, receiver: R
     second = GatewayProcess(data_dir).start()
     try:
         wait_until(
-            lambda: acknowledged
-            <= {post.headers["webhook-id"] for post in receiver.posts()},
+            lambda: acknowledged <= {post.headers["webhook-id"] for post in receiver.posts()},
             timeout=30,
             what="every acknowledged event delivered after restart",
         )

@@ -35,7 +35,12 @@ def _events_json(mappings: MappingSet, sample: Path) -> list[dict[str, Any]]:
 
 def test_there_are_samples_for_every_registry() -> None:
     names = {path.stem for path in SAMPLES}
-    assert {"brp-verhuizing", "brp-overlijden", "nhr-nieuwe-inschrijving", "bag-pand-nieuw"} <= names
+    assert {
+        "brp-verhuizing",
+        "brp-overlijden",
+        "nhr-nieuwe-inschrijving",
+        "bag-pand-nieuw",
+    } <= names
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda path: path.stem)

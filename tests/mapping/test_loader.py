@@ -79,7 +79,7 @@ def test_a_rule_name_used_twice_is_refused() -> None:
 
 
 def test_an_event_type_emitted_by_two_rules_is_refused() -> None:
-    with pytest.raises(MappingError, match="event type 'nl.tst.iets-gebeurd' is also emitted"):
+    with pytest.raises(MappingError, match=r"event type 'nl\.tst\.iets-gebeurd' is also emitted"):
         MappingSet.load(FIXTURES / "duplicate-types", dataschema_base="https://x.example")
 
 

@@ -20,7 +20,6 @@ import requests
 import zeep
 import zeep.helpers
 from lxml import etree
-from tests.support.net import free_port
 
 from digibridge.wus.client import WSA_ANONYMOUS, SendError, send_levering
 from digibridge.wus.digilevering import (
@@ -34,6 +33,7 @@ from digibridge.wus.digilevering import (
     wsdl_document,
 )
 from digibridge.wus.faults import SOAP11_NS, SOAP12_NS, DkCode, SoapFault, SoapVersion, render_fault
+from tests.support.net import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WSA = "http://www.w3.org/2005/08/addressing"

@@ -27,7 +27,9 @@ BRP = "brp-verhuizing.xml"
 SOAP11_HEADERS = {"Content-Type": "text/xml; charset=utf-8"}
 
 
-def post(gateway: GatewayProcess, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+def post(
+    gateway: GatewayProcess, body: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
     return httpx.post(gateway.wus_url, content=body, headers=headers or SOAP11_HEADERS, timeout=30)
 
 
@@ -44,9 +46,10 @@ def assert_fault(response: httpx.Response, code: str, *, status: int = 500) -> e
     assert response.status_code == status, response.text
     assert fault_code(response.content) == code, response.text
     root = etree.fromstring(response.content)
-    assert root.find(f"{{{SOAP11}}}Body/{{{SOAP11}}}Fault") is not None or root.find(
-        f"{{{SOAP12}}}Body/{{{SOAP12}}}Fault"
-    ) is not None
+    assert (
+        root.find(f"{{{SOAP11}}}Body/{{{SOAP11}}}Fault") is not None
+        or root.find(f"{{{SOAP12}}}Body/{{{SOAP12}}}Fault") is not None
+    )
     return root
 
 
@@ -79,7 +82,9 @@ def test_entity_reference_without_dtd_is_malformed(gw: GatewayProcess) -> None:
 
 
 def test_oversize_body_gets_413_without_being_read_whole(gw: GatewayProcess) -> None:
-    body = envelope(sample(BRP)).replace(b"</soap:Body>", b"<!--" + b"x" * 6_000_000 + b"--></soap:Body>")
+    body = envelope(sample(BRP)).replace(
+        b"</soap:Body>", b"<!--" + b"x" * 6_000_000 + b"--></soap:Body>"
+    )
     response = post(gw, body)
     assert_fault(response, "0001", status=413)
     assert b"larger than" in response.content
