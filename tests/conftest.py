@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.gateway import GatewayProcess
-from tests.support.receiver import Receiver
+from tests.support.sinks import ScriptedSink
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
+def receiver() -> Iterator[ScriptedSink]:
+    server = ScriptedSink()
+    server.start()
     yield server
     server.stop()
 

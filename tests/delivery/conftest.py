@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from digibridge.store.sqlite import SqliteStore
-from tests.delivery.webhook_sinks import FakeClock, ScriptedSink
+from tests.support.sinks import FakeClock, ScriptedSink
 
 
 @pytest.fixture

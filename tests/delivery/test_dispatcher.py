@@ -30,7 +30,8 @@ from digibridge.store.types import (
     Subscription,
     SubscriptionStatus,
 )
-from tests.delivery.webhook_sinks import FakeClock, Reply, ScriptedSink, closed_port, eventually
+from tests.support.net import free_port
+from tests.support.sinks import FakeClock, Reply, ScriptedSink, eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -264,7 +265,7 @@ async def test_slow_sink_times_out_and_is_retried(store: SqliteStore, sink: Scri
 
 
 async def test_retries_exhausted_make_a_dead_letter(store: SqliteStore) -> None:
-    delivery = await publish(store, subscription(f"http://127.0.0.1:{closed_port()}/hook"))
+    delivery = await publish(store, subscription(f"http://127.0.0.1:{free_port()}/hook"))
 
     async with running(store, policy=RetryPolicy.parse("0,0.01")):
         done = await settled(store, delivery.id, DeliveryStatus.DEAD)
@@ -277,7 +278,7 @@ async def test_retries_exhausted_make_a_dead_letter(store: SqliteStore) -> None:
 async def test_sink_down_then_back_is_delivered(
     store: SqliteStore, start_sink: Callable[..., ScriptedSink]
 ) -> None:
-    port = closed_port()
+    port = free_port()
     delivery = await publish(store, subscription(f"http://127.0.0.1:{port}/hook"))
     policy = RetryPolicy.parse("0,0.05", repeat_last=True, max_age=timedelta(minutes=5))
 

@@ -18,7 +18,7 @@ from digibridge.delivery.retry import RetryPolicy
 from digibridge.delivery.signing import generate_secret, webhook_headers
 from digibridge.store.sqlite import SqliteStore
 from digibridge.store.types import DeliverySettings, InboundMessage, NewEvent, Subscription
-from tests.delivery.webhook_sinks import LoopbackServer, eventually
+from tests.support.sinks import LoopbackServer, eventually
 
 pytestmark = pytest.mark.anyio
 

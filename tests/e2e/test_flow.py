@@ -13,7 +13,7 @@ from digibridge.wus.client import send_levering
 from tests.support.events import ack_event_ids, check_webhook
 from tests.support.gateway import GatewayProcess
 from tests.support.net import wait_until
-from tests.support.receiver import Answer, Receiver
+from tests.support.sinks import Reply, ScriptedSink
 from tests.support.soap import SAMPLES, envelope, headers_for, sample, with_kenmerk
 
 SAMPLE_FILES = sorted(SAMPLES.glob("*.xml"))
@@ -41,12 +41,12 @@ def post_soap12(gateway: GatewayProcess, document: bytes) -> httpx.Response:
 
 
 def test_every_sample_arrives_signed_and_conformant(
-    gateway: GatewayProcess, receiver: Receiver
+    gateway: GatewayProcess, receiver: ScriptedSink
 ) -> None:
     """zeep (SOAP 1.1) and raw SOAP 1.2: each event verified by standardwebhooks, parsed by the
     CloudEvents SDK and valid against the CloudEvents JSON Schema."""
     assert len(SAMPLE_FILES) >= 3
-    _, secret = subscribe(gateway, receiver.url)
+    _, secret = subscribe(gateway, receiver.url())
     expected: set[str] = set()
     for path in SAMPLE_FILES:
         result = send_levering(path, gateway.wus_url)
@@ -68,9 +68,9 @@ def test_every_sample_arrives_signed_and_conformant(
 
 
 def test_resent_message_is_acknowledged_again_without_a_second_event(
-    gateway: GatewayProcess, receiver: Receiver
+    gateway: GatewayProcess, receiver: ScriptedSink
 ) -> None:
-    subscribe(gateway, receiver.url)
+    subscribe(gateway, receiver.url())
     path = SAMPLES / "brp-verhuizing.xml"
     first = send_levering(path, gateway.wus_url, message_id="urn:uuid:aaaaaaaa-0000-4000-8000-1")
     again = send_levering(path, gateway.wus_url, message_id="urn:uuid:aaaaaaaa-0000-4000-8000-1")
@@ -94,10 +94,10 @@ def test_resent_message_is_acknowledged_again_without_a_second_event(
 
 
 def test_receiver_503_twice_then_204_is_delivered_once_after_retries(
-    gateway: GatewayProcess, receiver: Receiver
+    gateway: GatewayProcess, receiver: ScriptedSink
 ) -> None:
-    receiver.script.extend([Answer(503), Answer(503, headers={"Retry-After": "0"})])
-    _, secret = subscribe(gateway, receiver.url)
+    receiver.script("/hook", Reply(503), Reply(503, headers={"Retry-After": "0"}))
+    _, secret = subscribe(gateway, receiver.url())
     result = send_levering(SAMPLES / "brp-verhuizing.xml", gateway.wus_url)
     (event_id,) = result.acknowledgement["eventIds"]["eventId"]
     posts = receiver.wait_for_posts(3)
@@ -119,13 +119,15 @@ def _delivery_status(gateway: GatewayProcess, event_id: str) -> str | None:
     return row[0] if row else None
 
 
-def test_sigkill_after_acknowledgement_loses_nothing(tmp_path: Path, receiver: Receiver) -> None:
+def test_sigkill_after_acknowledgement_loses_nothing(
+    tmp_path: Path, receiver: ScriptedSink
+) -> None:
     """Acknowledged events whose delivery was pending or in flight when the process died are
     delivered after a restart."""
-    receiver.default = Answer(204, delay=20)  # hold deliveries in flight
+    receiver.default = Reply(204, delay=20)  # hold deliveries in flight
     data_dir = tmp_path / "gateway"
     first = GatewayProcess(data_dir).start()
-    subscribe(first, receiver.url)
+    subscribe(first, receiver.url())
     acknowledged: set[str] = set()
     for _ in range(20):
         response = post_soap12(first, with_kenmerk(sample("brp-verhuizing.xml")))
@@ -135,7 +137,7 @@ def test_sigkill_after_acknowledgement_loses_nothing(tmp_path: Path, receiver: R
     first.kill()
     assert len(acknowledged) == 20
 
-    receiver.default = Answer(204)
+    receiver.default = Reply(204)
     second = GatewayProcess(data_dir).start()
     try:
         wait_until(

@@ -12,7 +12,7 @@ from cloudevents.core.formats.json import JSONFormat
 from lxml import etree
 from standardwebhooks import Webhook
 
-from tests.support.receiver import Received
+from tests.support.sinks import Received
 
 CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
 ACK_NS = "urn:nld:digibridge:wus:1"

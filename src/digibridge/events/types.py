@@ -13,9 +13,11 @@ JSON_CONTENT_TYPE = "application/json"
 
 
 def format_time(value: datetime) -> str:
-    """RFC 3339 in UTC with a `Z`, the form receivers parse most reliably."""
-    text = value.astimezone(UTC).isoformat()
-    return text.removesuffix("+00:00") + "Z"
+    """RFC 3339 in UTC with a `Z`, the form receivers parse most reliably; fractions of a
+    second only as precise as the source gave them (registries give seconds or milliseconds)."""
+    micro = value.microsecond
+    timespec = "seconds" if micro == 0 else "milliseconds" if micro % 1000 == 0 else "microseconds"
+    return value.astimezone(UTC).isoformat(timespec=timespec).removesuffix("+00:00") + "Z"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import zeep.plugins
 from lxml import etree
 
 from digibridge.errors import DigibridgeError
+from digibridge.wus._xml import SAFE_PARSER
 from digibridge.wus.digilevering import OPERATIONS, SOAP11_BINDING, SOAP12_BINDING
 from digibridge.wus.faults import FAULT_DETAIL_NS
 
@@ -32,7 +33,6 @@ WSA_NS = "http://www.w3.org/2005/08/addressing"
 #: wsa:From/Address when the sender has no address of its own (Digikoppeling: `?OIN=` added).
 WSA_ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 # Elements whose single child is the registry's own XML, passed to zeep as xs:any content.
 _CONTENT_CONTAINERS = {"gebeurtenisinhoud", "Inhoud"}
 
@@ -124,8 +124,8 @@ def send_levering(
 def _read(message: bytes | Path) -> etree._Element:
     try:
         if isinstance(message, Path):
-            return etree.parse(str(message), _PARSER).getroot()
-        return etree.fromstring(message, _PARSER)
+            return etree.parse(str(message), SAFE_PARSER).getroot()
+        return etree.fromstring(message, SAFE_PARSER)
     except (OSError, etree.XMLSyntaxError) as exc:
         raise SendError(f"cannot read the message: {exc}") from exc
 
@@ -158,7 +158,7 @@ def _detached(element: etree._Element) -> etree._Element:
     """A copy that declares every namespace in scope, so moving it keeps QName values working."""
     # deepcopy() would drop the declarations the element inherits but does not use itself
     # (e.g. a prefix only used inside an attribute value); serialising keeps all of them.
-    return etree.fromstring(etree.tostring(element, with_tail=False), _PARSER)
+    return etree.fromstring(etree.tostring(element, with_tail=False), SAFE_PARSER)
 
 
 class _AddressingPlugin(zeep.plugins.Plugin):

@@ -29,6 +29,7 @@ from lxml import etree
 
 from digibridge.mapping.types import Levering
 from digibridge.resources import bundled
+from digibridge.wus._xml import SAFE_PARSER
 from digibridge.wus.faults import DkCode, SoapFault
 
 DIGILEVERING_NS = "http://www.digilevering.nl/digilevering.xsd"
@@ -302,14 +303,6 @@ def _line(element: etree._Element) -> int | None:
 
 # --- documents -------------------------------------------------------------------------------
 
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    remove_blank_text=False,
-)
-
 
 _SCHEMA_LOCK = threading.Lock()
 
@@ -318,12 +311,12 @@ _SCHEMA_LOCK = threading.Lock()
 def _schema() -> etree.XMLSchema:
     """The DigiLevering schema (v4 + the included v5), compiled once."""
     path = wsdl_dir() / "digilevering.xsd"
-    return etree.XMLSchema(etree.parse(str(path), _PARSER))
+    return etree.XMLSchema(etree.parse(str(path), SAFE_PARSER))
 
 
 @cache
 def _template(name: str) -> etree._ElementTree:
-    return etree.parse(str(wsdl_dir() / name), _PARSER)
+    return etree.parse(str(wsdl_dir() / name), SAFE_PARSER)
 
 
 def wsdl_document(service_url: str) -> bytes:

@@ -1,5 +1,5 @@
-"""Test helpers for delivery: real webhook sinks on loopback scripted per path, a settable
-clock, and waiting on a condition with a deadline.
+"""Real webhook sinks on loopback scripted per path, a settable clock, and waiting on a
+condition with a deadline (async; `tests.support.net.wait_until` is the sync twin).
 
 A sink is a uvicorn server in a background thread, bound to a socket we open (so a test can
 take a port first and start the sink on it later: "the receiver comes back").
@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 import uvicorn
+
+from tests.support.net import wait_until
 
 DEADLINE = 10.0
 
@@ -51,6 +53,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
 
 
 class LoopbackServer:
@@ -93,7 +96,9 @@ class LoopbackServer:
 class ScriptedSink(LoopbackServer):
     """Answers each request on a path with the next scripted `Reply` (then 204), recording all."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, default: Reply | None = None) -> None:
+        #: The answer once a path's script is used up.
+        self.default = default or Reply()
         self.requests: list[Received] = []
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self._lock = threading.Lock()
@@ -107,6 +112,17 @@ class ScriptedSink(LoopbackServer):
         with self._lock:
             return [r for r in self.requests if path is None or r.path == path]
 
+    def posts(self, path: str | None = None) -> list[Received]:
+        with self._lock:
+            return [
+                r for r in self.requests if r.method == "POST" and (path is None or r.path == path)
+            ]
+
+    def wait_for_posts(self, count: int, timeout: float = 15.0) -> list[Received]:
+        """Block until at least `count` POSTs arrived (for tests that drive a separate process)."""
+        wait_until(lambda: len(self.posts()) >= count, timeout=timeout, what=f"{count} webhooks")
+        return self.posts()
+
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
@@ -118,22 +134,14 @@ class ScriptedSink(LoopbackServer):
                 break
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         with self._lock:
-            self.requests.append(Received(scope["path"], headers, body))
+            self.requests.append(Received(scope["path"], headers, body, scope["method"]))
             queue = self._scripts[scope["path"]]
-            reply = queue.popleft() if queue else Reply()
+            reply = queue.popleft() if queue else self.default
         if reply.delay:
             await asyncio.sleep(reply.delay)
         raw_headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": reply.body})
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (connection refused)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 async def eventually(
