@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from digibridge.delivery.signing import generate_secret, webhook_headers
+from tests.support.gateway import GatewayProcess
 from tests.support.net import free_port, wait_until
 from tests.support.soap import SAMPLES
 
@@ -168,3 +169,19 @@ def _answers(url: str) -> bool:
     except httpx.TransportError:
         return False
     return True
+
+
+def test_a_second_gateway_on_the_same_store_refuses_clearly(gateway: GatewayProcess) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "digibridge", "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=gateway.env,
+        cwd=gateway.data_dir,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "in use by another digibridge process" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert gateway.alive()

@@ -78,6 +78,14 @@ class ApiVersionHeader:
         await self.app(scope, receive, send_with_version)
 
 
+async def preflight(app: FastAPI) -> None:
+    """Open and close the store once (migrations, lock), so a start-up problem is reported as
+    one clear message before the server starts instead of a lifespan traceback."""
+    runtime: Runtime = app.state.runtime
+    await runtime.store.open()
+    await runtime.store.close()
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     """The gateway as an ASGI app; nothing is opened until the lifespan starts."""
     clock = clock or SystemClock()

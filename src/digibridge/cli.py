@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -42,12 +43,13 @@ def serve(config: Path | None, host: str | None, port: int | None, mappings: Pat
     """Run the gateway: inbound SOAP endpoint, REST API and webhook delivery."""
     import uvicorn  # noqa: PLC0415 - only the server command needs it
 
-    from digibridge.app import WUS_PATH, create_app  # noqa: PLC0415
+    from digibridge.app import WUS_PATH, create_app, preflight  # noqa: PLC0415
 
     settings = _settings(config, host=host, port=port, mappings=mappings)
     configure_logging(settings.log_format, settings.log_level)
     try:
         app = create_app(settings)
+        asyncio.run(preflight(app))
     except DigibridgeError as exc:
         _fail(str(exc), code=2)
     base = settings.base_url
