@@ -18,7 +18,7 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digibridge.api import health, problems, subscriptions
+from digibridge.api import event_types, health, problems, subscriptions
 from digibridge.api.auth import authorise
 from digibridge.clock import Clock, SystemClock
 from digibridge.config import ConfigError, Settings
@@ -146,7 +146,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     app.state.runtime = runtime
     problems.install(app)
     app.include_router(health.router)
-    app.include_router(subscriptions.router, dependencies=[Depends(require_api_access)])
+    for router in (subscriptions.router, event_types.router):
+        app.include_router(router, dependencies=[Depends(require_api_access)])
     wus = WusRoutes(lambda: endpoint, settings.public_url)
     app.add_api_route(WUS_PATH, wus.post, methods=["POST"], include_in_schema=False)
     app.add_api_route(WUS_PATH, wus.get, methods=["GET"], include_in_schema=False)
