@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
+from lxml import etree
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -116,7 +117,7 @@ class DigileveringEndpoint:
                 DkCode.PROCESSING_ERROR,
                 f"the message could not be mapped: {exc.message}",
                 client=False,
-                element=local_name(levering.payload.tag),
+                element=etree.QName(levering.payload).localname,
             ) from None
         message = InboundMessage(
             message_id=addressing.message_id,
@@ -170,11 +171,6 @@ class DigileveringEndpoint:
             message_id=new_message_id(),
         )
         return SoapAnswer(200, version.content_type, body)
-
-
-def local_name(tag: str) -> str:
-    """Local name of a Clark-notation tag, for fault details."""
-    return tag.rpartition("}")[2]
 
 
 def fault_answer(fault: SoapFault, version: SoapVersion) -> SoapAnswer:
