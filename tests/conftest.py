@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.gateway import GatewayProcess
+from tests.support.pki import LocalPki
 from tests.support.sinks import ScriptedSink
 
 
@@ -32,3 +33,9 @@ def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
     process = GatewayProcess(tmp_path_factory.mktemp("gateway")).start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> LocalPki:
+    """The test PKI (CA bundle, server and client certificates with test OINs) as files."""
+    return LocalPki(tmp_path_factory.mktemp("pki"))

@@ -31,7 +31,7 @@ def digibridge(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     )
 
 
-@pytest.mark.parametrize("command", ["serve", "map", "send", "receive"])
+@pytest.mark.parametrize("command", ["serve", "map", "check", "send", "receive"])
 def test_every_command_has_help(command: str) -> None:
     result = digibridge(command, "--help")
     assert result.returncode == 0
@@ -82,6 +82,79 @@ def test_map_with_a_broken_mappings_folder(tmp_path: Path) -> None:
     result = digibridge("map", str(SAMPLES / "brp-verhuizing.xml"), "--mappings", str(tmp_path))
     assert result.returncode == 1
     assert "brp.yaml" in result.stderr
+
+
+def test_map_says_which_rule_matched_and_why_others_did_not() -> None:
+    result = digibridge("map", str(SAMPLES / "bag-vbo-num-nieuw.xml"))
+    assert result.returncode == 0, result.stderr
+    assert [event["type"] for event in json.loads(result.stdout)] == [
+        "nl.bag.verblijfsobject-toegevoegd",
+        "nl.bag.nummeraanduiding-toegevoegd",
+    ]
+    lines = result.stderr.splitlines()
+    assert any(
+        line.startswith("matched  verblijfsobject-toegevoegd (") and "mappings/bag.yaml:" in line
+        for line in lines
+    )
+    assert any(
+        line.startswith("skipped  pand-toegevoegd (") and "selects nothing" in line
+        for line in lines
+    )
+    assert not any("persoon-verhuisd" in line for line in lines)  # another basisregistratie
+
+
+def test_map_prints_the_informatiearm_form() -> None:
+    result = digibridge(
+        "map", str(SAMPLES / "nhr-nieuwe-inschrijving.xml"), "--form", "informatiearm"
+    )
+    assert result.returncode == 0, result.stderr
+    (event,) = json.loads(result.stdout)
+    assert event["data"] == {
+        "kvkNummer": "99012345",
+        "vestiging": {"vestigingsnummer": "990000123456"},
+    }
+    assert event["dataref"] == "https://api.kvk.nl/api/v1/basisprofielen/99012345"
+    assert event["dataschema"].endswith("/schema?form=informatiearm")
+
+
+def test_check_passes_the_bundled_mappings_and_samples() -> None:
+    result = digibridge("check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: 4 mapping file(s)")
+
+
+def test_check_reports_every_problem_with_its_location(tmp_path: Path) -> None:
+    hostile = ROOT / "tests" / "mapping" / "fixtures" / "hostile"
+    for name in ("xpath-syntax", "php-function", "missing-type"):
+        (tmp_path / f"{name}.yaml").write_bytes((hostile / f"{name}.yaml").read_bytes())
+    result = digibridge("check", "--mappings", str(tmp_path))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{tmp_path}/missing-type.yaml:14:7: event is missing 'type'"
+    assert lines[1].startswith(f"{tmp_path}/php-function.yaml:17:15: XPath ")
+    assert "extension function php:function() is not allowed" in lines[1]
+    assert lines[2].startswith(f"{tmp_path}/xpath-syntax.yaml:16:15: XPath ")
+    assert lines[3] == f"digibridge: 3 problem(s) in {tmp_path}"
+
+
+def test_serve_refuses_a_mapping_folder_that_fails_check(tmp_path: Path) -> None:
+    hostile = ROOT / "tests" / "mapping" / "fixtures" / "hostile" / "exslt-regexp.yaml"
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "tst.yaml").write_bytes(hostile.read_bytes())
+    result = digibridge(
+        "serve",
+        "--port",
+        str(free_port()),
+        env={
+            "DIGIBRIDGE_MAPPINGS": str(tmp_path / "mappings"),
+            "DIGIBRIDGE_STORE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        },
+    )
+    assert result.returncode == 2
+    assert "mappings do not pass check" in result.stderr
+    assert "tst.yaml:13:13: XPath" in result.stderr
+    assert "re:test() is not allowed" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_send_to_nothing_fails_clearly() -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from digibridge import __version__
+from digibridge._cli_deliveries import deliveries
 from digibridge.config import ConfigError, Settings, load_settings
 from digibridge.errors import DigibridgeError
 from digibridge.logs import configure_logging
@@ -53,12 +55,16 @@ def serve(config: Path | None, host: str | None, port: int | None, mappings: Pat
     except DigibridgeError as exc:
         _fail(str(exc), code=2)
     base = settings.base_url
-    click.echo(f"digibridge {__version__} listening on http://{settings.host}:{settings.port}")
+    wus_security = app.state.wus_security
+    scheme = "https" if wus_security.server_tls is not None else "http"
+    click.echo(f"digibridge {__version__} listening on {scheme}://{settings.host}:{settings.port}")
     click.echo(f"  inbound SOAP (WUS):  POST {base}{WUS_PATH}")
     click.echo(f"  WSDL:                {base}{WUS_PATH}?wsdl")
     click.echo(f"  REST API:            {base}/v1/subscriptions  (OpenAPI: {base}/v1/openapi.json)")
     click.echo(f"  store:               {settings.store_url}")
     click.echo(f"  mappings:            {settings.mappings}")
+    for line in wus_security.summary():
+        click.echo(f"  WUS security:        {line}")
     if not settings.api_keys:
         click.echo(
             "  API access:          no API keys configured: the REST API answers loopback only"
@@ -72,33 +78,80 @@ def serve(config: Path | None, host: str | None, port: int | None, mappings: Pat
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=int(settings.delivery_timeout) + 5,
+        **wus_security.uvicorn_options(),
     )
 
 
 @main.command("map")
 @click.argument("message", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--mappings", type=click.Path(path_type=Path), help="Folder of mapping files.")
-def map_command(message: Path, mappings: Path | None) -> None:
-    """Dry run: print the CloudEvents a DigiLevering MESSAGE.xml becomes."""
+@click.option(
+    "--form",
+    type=click.Choice(["informatierijk", "informatiearm"]),
+    default="informatierijk",
+    show_default=True,
+    help="Which form of the events to print.",
+)
+def map_command(message: Path, mappings: Path | None, form: str) -> None:
+    """Dry run: print the CloudEvents a DigiLevering MESSAGE.xml becomes.
+
+    The events go to stdout as JSON; which rule made them, and why each other rule of the
+    message's basisregistratie did not apply, goes to stderr.
+    """
     from digibridge.mapping.engine import MappingSet  # noqa: PLC0415
-    from digibridge.wus._xml import XmlRefused, parse_untrusted  # noqa: PLC0415
-    from digibridge.wus.digilevering import operation_for, parse_levering  # noqa: PLC0415
-    from digibridge.wus.faults import SoapFault  # noqa: PLC0415
+    from digibridge.wus.digilevering import read_levering  # noqa: PLC0415
 
     settings = _settings(None, mappings=mappings)
     try:
         mapping_set = MappingSet.load(Path(settings.mappings), dataschema_base=settings.base_url)
-        element = parse_untrusted(message.read_bytes(), max_depth=settings.max_xml_depth)
-        operation_for(element)
-        events = mapping_set.map(parse_levering(element))
-    except XmlRefused as exc:
-        _fail(f"{message}: {exc.reason}")
-    except SoapFault as exc:
-        where = f" (element {exc.element})" if exc.element else ""
-        _fail(f"{message}: not a valid DigiLevering message{where}: {exc.reason}")
+        levering = read_levering(message.read_bytes(), max_depth=settings.max_xml_depth)
+        explanation = mapping_set.explain(levering)
+        for outcome in explanation.outcomes:
+            if outcome.rule.match.basisregistratie != levering.basisregistratie:
+                continue
+            if outcome.reason is None:
+                ids = ", ".join(event.id for event in outcome.events)
+                what = f"{outcome.rule.event.type} x{len(outcome.events)} ({ids})"
+                click.echo(f"matched  {outcome.rule.name} ({outcome.rule.mark}): {what}", err=True)
+            else:
+                click.echo(
+                    f"skipped  {outcome.rule.name} ({outcome.rule.mark}): {outcome.reason}",
+                    err=True,
+                )
+        events = mapping_set.map(levering)
     except DigibridgeError as exc:
         _fail(f"{message}: {exc}")
+    if form == "informatiearm":
+        events = [event.informatiearm or event for event in events]
     click.echo(json.dumps([event.to_json_dict() for event in events], indent=2, ensure_ascii=False))
+
+
+@main.command()
+@click.option(
+    "--mappings",
+    type=click.Path(path_type=Path),
+    help="Folder of mapping files (default: the configured one, else the bundled mappings/).",
+)
+def check(mappings: Path | None) -> None:
+    """Check every mapping file, and map every sample message against its golden events.
+
+    Samples are the *.xml files of a samples/ folder inside the mappings folder, else of a
+    samples/ folder next to it; each needs <name>.events.json beside it, written with the base
+    URL https://digibridge.example. Problems are printed as file:line:column: reason; exit 1.
+    """
+    from digibridge.mapping.check import check_directory  # noqa: PLC0415
+    from digibridge.wus.digilevering import read_levering  # noqa: PLC0415
+
+    settings = _settings(None, mappings=mappings)
+    result = check_directory(
+        Path(settings.mappings),
+        read_message=lambda data: read_levering(data, max_depth=settings.max_xml_depth),
+    )
+    for problem in result.problems:
+        click.echo(str(problem), err=True)
+    if not result.ok:
+        _fail(result.summary())
+    click.echo(result.summary())
 
 
 @main.command()
@@ -109,15 +162,76 @@ def map_command(message: Path, mappings: Path | None) -> None:
 @click.option("--soap12", is_flag=True, help="Send as SOAP 1.2 instead of SOAP 1.1.")
 @click.option("--message-id", help="wsa:MessageID to use (default: a new urn:uuid).")
 @click.option("--from-oin", help="Sender OIN, sent as wsa:From/Address?OIN=…")
-def send(
-    message: Path, to: str, soap12: bool, message_id: str | None, from_oin: str | None
+@click.option(
+    "--client-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Client certificate (PEM) for mutual TLS (profile 2W-be).",
+)
+@click.option(
+    "--client-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Private key of --client-cert (default: in the same file).",
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CAs the server's TLS certificate and the signature of its answer must chain to.",
+)
+@click.option(
+    "--sign",
+    is_flag=True,
+    help="Sign the request with WS-Security (profile 2W-be-S) and require a signed answer "
+    "that confirms it.",
+)
+@click.option(
+    "--sign-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Certificate to sign with (default: --client-cert).",
+)
+@click.option(
+    "--sign-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Private key of the signing certificate (default: --client-key).",
+)
+@click.option(
+    "--key-password-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the private keys' password (or set DIGIBRIDGE_KEY_PASSWORD).",
+)
+def send(  # click passes every option by keyword
+    message: Path,
+    to: str,
+    *,
+    soap12: bool,
+    message_id: str | None,
+    from_oin: str | None,
+    client_cert: Path | None,
+    client_key: Path | None,
+    ca_bundle: Path | None,
+    sign: bool,
+    sign_cert: Path | None,
+    sign_key: Path | None,
+    key_password_file: Path | None,
 ) -> None:
     """Send a DigiLevering MESSAGE.xml as a WUS SOAP call (a zeep client from the served WSDL)."""
-    from digibridge.wus.client import SendError, send_levering  # noqa: PLC0415
+    from digibridge.wus.certificates import KeyMaterialError, read_password  # noqa: PLC0415
+    from digibridge.wus.client import SendError, client_security, send_levering  # noqa: PLC0415
 
     try:
-        result = send_levering(message, to, soap12=soap12, message_id=message_id, from_oin=from_oin)
-    except SendError as exc:
+        security = client_security(
+            ca_bundle=ca_bundle,
+            client_cert=client_cert,
+            client_key=client_key,
+            sign_cert=(sign_cert or client_cert) if sign else None,
+            sign_key=(sign_key or client_key) if sign else None,
+            key_password=read_password(
+                os.environ.get("DIGIBRIDGE_KEY_PASSWORD"), key_password_file
+            ),
+        )
+        result = send_levering(
+            message, to, soap12=soap12, message_id=message_id, from_oin=from_oin, security=security
+        )
+    except (SendError, KeyMaterialError) as exc:
         _fail(str(exc))
     click.echo(
         json.dumps(
@@ -131,6 +245,25 @@ def send(
             default=str,
         )
     )
+
+
+main.add_command(deliveries)
+
+
+@main.command("dev-certs")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def dev_certs(directory: Path) -> None:
+    """Write a local test PKI into DIRECTORY, to try mutual TLS and WS-Security.
+
+    A root and an intermediate CA, a server certificate for localhost and 127.0.0.1, client
+    certificates with test OINs (00000099…) as subject serialNumber, and an example
+    configuration. Keys are not encrypted: never use these outside a test setup.
+    """
+    from digibridge.wus.devcerts import write_dev_pki  # noqa: PLC0415
+
+    for path in write_dev_pki(directory):
+        click.echo(str(path))
+    click.echo(f"try: digibridge serve --config {directory / 'digibridge-secure.toml'}")
 
 
 @main.command()

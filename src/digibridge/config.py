@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -36,6 +36,25 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
+class RegistryAccess(BaseModel):
+    """Who may deliver one basisregistratie over WUS, and with which WS-Security profile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: OINs (client certificate subject serialNumber) allowed to deliver this registry.
+    oins: list[str] = Field(min_length=1)
+    #: "off": 2W-be (mutual TLS only); "optional"/"required": 2W-be-S signatures verified.
+    ws_security: Literal["off", "optional", "required"] = "off"
+
+    @field_validator("oins")
+    @classmethod
+    def _oins(cls, value: list[str]) -> list[str]:
+        for oin in value:
+            if len(oin) != 20 or not oin.isdigit():
+                raise ValueError(f"{oin!r} is not an OIN (20 digits)")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DIGIBRIDGE_", extra="forbid")
 
@@ -58,13 +77,51 @@ class Settings(BaseSettings):
     retry_schedule: str | None = None
     delivery_timeout: float = Field(default=10.0, gt=0)
     delivery_concurrency: int = Field(default=16, ge=1, le=1024)
+    #: Webhook requests in flight at once to one endpoint (scheme://host:port), all instances.
+    delivery_endpoint_concurrency: int = Field(default=8, ge=1, le=1024)
+    #: Circuit breaker per endpoint: opens when this share of the outcomes in a window of
+    #: `circuit_window` seconds failed (at least `circuit_min_requests` of them), lets one probe
+    #: through after `circuit_pause` seconds.
+    circuit_failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    circuit_min_requests: int = Field(default=5, ge=1)
+    circuit_window: float = Field(default=60.0, gt=0)
+    circuit_pause: float = Field(default=30.0, gt=0)
+    #: An endpoint failing without a success for this many seconds gets its subscriptions
+    #: disabled (default 5 days).
+    endpoint_disable_after: float = Field(default=5 * 86400.0, gt=0)
+    #: Days a delivered event (and its delivery log) is kept; dead letters stay until handled.
+    retention_days: float = Field(default=30.0, gt=0)
+    #: Seconds between clean-ups of the store.
+    cleanup_interval: float = Field(default=3600.0, gt=0)
 
-    @field_validator("api_keys", "sink_allowlist", mode="before")
+    # Digikoppeling security (docs/security.md). Mutual TLS terminated by digibridge: its
+    # certificate (PEM, may hold the chain), key, key password (environment or file), and the CA
+    # bundle client and WS-Security signing certificates must chain to.
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    tls_key_password: SecretStr | None = None
+    tls_key_password_file: Path | None = None
+    tls_trusted_cas: Path | None = None
+    #: Behind a TLS-terminating proxy: the header with the verified client certificate
+    #: (URL-encoded PEM), believed only from `tls_trusted_proxies` (CIDRs).
+    tls_client_cert_header: str | None = None
+    tls_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Per basisregistratie: which OINs may deliver it, and its WS-Security profile.
+    registries: dict[str, RegistryAccess] = Field(default_factory=dict)
+    #: Allowed distance in seconds between a signed message's wsu:Created and our clock.
+    wss_clock_skew: float = Field(default=300.0, gt=0, le=3600)
+    #: Key and certificate that sign answers to signed requests (default: the TLS ones).
+    wss_signing_certificate: Path | None = None
+    wss_signing_key: Path | None = None
+    wss_signing_key_password: SecretStr | None = None
+    wss_signing_key_password_file: Path | None = None
+
+    @field_validator("api_keys", "sink_allowlist", "tls_trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
 
-    @field_validator("sink_allowlist")
+    @field_validator("sink_allowlist", "tls_trusted_proxies")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
@@ -89,7 +146,8 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_certificate else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @classmethod
     def settings_customise_sources(

@@ -64,7 +64,7 @@ def test_create_read_list_delete(api: httpx.Client) -> None:
 
 
 def test_secret_is_generated_and_shown_once(api: httpx.Client) -> None:
-    created = api.post("/subscriptions", json={"sink": "https://example.org/hook"})
+    created = api.post("/subscriptions", json={"sink": "https://9.9.9.9/hook"})
     assert created.status_code == 201
     secret = created.json()["delivery"]["secret"]
     assert secret.startswith("whsec_")
@@ -72,7 +72,7 @@ def test_secret_is_generated_and_shown_once(api: httpx.Client) -> None:
 
 
 def test_input_id_is_ignored(api: httpx.Client) -> None:
-    created = api.post("/subscriptions", json={"id": "mine", "sink": "https://example.org/h"})
+    created = api.post("/subscriptions", json={"id": "mine", "sink": "https://9.9.9.9/h"})
     assert created.status_code == 201
     assert created.json()["id"] != "mine"
 
@@ -88,22 +88,22 @@ def test_bad_json(api: httpx.Client) -> None:
     ("body", "mention"),
     [
         ({}, "sink"),
-        ({"sink": "https://example.org/h", "colour": "blue"}, "colour"),
-        ({"sink": "ftp://example.org/h"}, "http"),
-        ({"sink": "https://user:pw@example.org/h"}, "credentials"),
-        ({"sink": "https://example.org/h", "protocol": "KAFKA"}, "protocol"),
-        ({"sink": "https://example.org/h", "delivery": {"secret": "plain"}}, "whsec_"),
-        ({"sink": "https://example.org/h", "delivery": {"secret": "whsec_!!"}}, "base64"),
-        ({"sink": "https://example.org/h", "delivery": {"secret": "whsec_YWJj"}}, "24 to 64"),
-        ({"sink": "https://example.org/h", "delivery": {"mode": "binary"}}, "mode"),
-        ({"sink": "https://example.org/h", "delivery": {"extra": 1}}, "extra"),
-        ({"sink": "https://example.org/h", "types": "nl.brp.x"}, "types"),
+        ({"sink": "https://9.9.9.9/h", "colour": "blue"}, "colour"),
+        ({"sink": "ftp://9.9.9.9/h"}, "http"),
+        ({"sink": "https://user:pw@9.9.9.9/h"}, "credentials"),
+        ({"sink": "https://9.9.9.9/h", "protocol": "KAFKA"}, "protocol"),
+        ({"sink": "https://9.9.9.9/h", "delivery": {"secret": "plain"}}, "whsec_"),
+        ({"sink": "https://9.9.9.9/h", "delivery": {"secret": "whsec_!!"}}, "base64"),
+        ({"sink": "https://9.9.9.9/h", "delivery": {"secret": "whsec_YWJj"}}, "24 to 64"),
+        ({"sink": "https://9.9.9.9/h", "delivery": {"mode": "pigeon"}}, "mode"),
+        ({"sink": "https://9.9.9.9/h", "delivery": {"extra": 1}}, "extra"),
+        ({"sink": "https://9.9.9.9/h", "types": "nl.brp.x"}, "types"),
         (
-            {"sink": "https://example.org/h", "protocolsettings": {"headers": {"webhook-id": "x"}}},
+            {"sink": "https://9.9.9.9/h", "protocolsettings": {"headers": {"webhook-id": "x"}}},
             "webhook-id",
         ),
         (
-            {"sink": "https://example.org/h", "sinkcredential": {"credentialtype": "PLAIN"}},
+            {"sink": "https://9.9.9.9/h", "sinkcredential": {"credentialtype": "PLAIN"}},
             "sinkcredential",
         ),
         ([1, 2], "body"),
@@ -127,9 +127,7 @@ def test_invalid_bodies_name_the_field(api: httpx.Client, body: object, mention:
 def test_unsupported_or_invalid_filters_point_at_the_filter(
     api: httpx.Client, filters: list[object], pointer: str
 ) -> None:
-    response = api.post(
-        "/subscriptions", json={"sink": "https://example.org/h", "filters": filters}
-    )
+    response = api.post("/subscriptions", json={"sink": "https://9.9.9.9/h", "filters": filters})
     problem = assert_problem(response, 400)
     assert problem["invalidParams"] == [{"name": pointer, "reason": problem["detail"]}]
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,104 +13,26 @@ from cloudevents.core.formats.json import JSONFormat
 from standardwebhooks.webhooks import Webhook
 from structlog.testing import capture_logs
 
-from digibridge.clock import Clock
 from digibridge.delivery.dispatcher import Dispatcher
 from digibridge.delivery.retry import RetryPolicy
-from digibridge.delivery.signing import generate_secret
 from digibridge.store.sqlite import SqliteStore
 from digibridge.store.types import (
-    Delivery,
-    DeliverySettings,
     DeliveryStatus,
-    InboundMessage,
-    NewEvent,
-    Store,
-    Subscription,
     SubscriptionStatus,
+)
+from tests.support.delivery import (
+    FAST,
+    SECRET,
+    cloud_event,
+    publish,
+    running,
+    settled,
+    subscription,
 )
 from tests.support.net import free_port
 from tests.support.sinks import FakeClock, Reply, ScriptedSink, eventually
 
 pytestmark = pytest.mark.anyio
-
-SECRET = generate_secret()
-FAST = RetryPolicy.parse("0,0.05,0.05,0.05")
-
-
-def subscription(sink: str, **changes: object) -> Subscription:
-    fields: dict[str, object] = {
-        "id": "sub-1",
-        "sink": sink,
-        "delivery": DeliverySettings(secret=SECRET),
-        "created_at": datetime.now(UTC),
-    }
-    fields.update(changes)
-    return Subscription(**fields)  # type: ignore[arg-type]
-
-
-def cloud_event(event_id: str) -> NewEvent:
-    document = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": "urn:nld:oin:00000001823288444000:systeem:BRP",
-        "type": "nl.brp.persoon-verhuisd",
-        "datacontenttype": "application/json",
-        "data": {"plaats": "Zwolle"},
-    }
-    body = json.dumps(document).encode()
-    return NewEvent(
-        id=event_id,
-        type="nl.brp.persoon-verhuisd",
-        source="urn:nld:oin:00000001823288444000:systeem:BRP",
-        subject=None,
-        time=None,
-        attributes={"type": "nl.brp.persoon-verhuisd"},
-        body=body,
-    )
-
-
-async def publish(store: Store, sub: Subscription | None, event_id: str = "ev-1") -> Delivery:
-    """Store the subscription (if given) and one event for it; its delivery."""
-    if sub is not None:
-        await store.create_subscription(sub)
-    message = InboundMessage(
-        message_id=f"uuid:{event_id}",
-        kenmerk=f"K-{event_id}",
-        basisregistratie="BRP",
-        gebeurtenissoort="verhuizing",
-        received_at=datetime.now(UTC),
-    )
-    await store.ingest(message, [cloud_event(event_id)], lambda _s, _e: True)
-    [delivery] = [d for d in await store.list_deliveries() if d.event_id == event_id]
-    return delivery
-
-
-@contextlib.asynccontextmanager
-async def running(
-    store: Store,
-    policy: RetryPolicy = FAST,
-    clock: Clock | None = None,
-    idle_poll: float = 0.2,
-    **options: float,
-) -> AsyncIterator[Dispatcher]:
-    dispatcher = Dispatcher(store, policy=policy, clock=clock, idle_poll=idle_poll, **options)
-    task = asyncio.create_task(dispatcher.run())
-    try:
-        yield dispatcher
-    finally:
-        await dispatcher.stop(timeout=2)
-        await task
-
-
-async def settled(store: Store, delivery_id: str, status: DeliveryStatus) -> Delivery:
-    async def check() -> bool:
-        found = await store.get_delivery(delivery_id)
-        return found is not None and found.status is status
-
-    await eventually(check, f"delivery {delivery_id} {status}")
-    found = await store.get_delivery(delivery_id)
-    assert found is not None
-    return found
 
 
 def parse_cloudevent(headers: dict[str, str], body: bytes) -> object:

@@ -37,6 +37,11 @@ from digibridge.mapping._convert import CONVERTERS, ConversionError, parse_datet
         ("datetime", "2025-03-14T10:15:42.118", "2025-03-14T09:15:42.118Z"),
         ("datetime", "2025-07-01T12:00:00", "2025-07-01T10:00:00Z"),
         ("datetime", "2025-03-14T10:15:00+01:00", "2025-03-14T09:15:00Z"),
+        ("compact-datetime", "20250506081458250", "2025-05-06T06:14:58.250Z"),
+        ("compact-datetime", "2025031410154211", "2025-03-14T09:15:42.110Z"),
+        ("compact-datetime", "20250101000000", "2024-12-31T23:00:00Z"),
+        ("compact-datetime", "00000000000000000", None),
+        ("compact-datetime", " ", None),
     ],
 )
 def test_conversion(name: str, raw: str | float | bool, expected: object) -> None:
@@ -57,6 +62,9 @@ def test_conversion(name: str, raw: str | float | bool, expected: object) -> Non
         ("date", "01-03-2025"),
         ("datetime", "2025-03-14"),
         ("datetime", "gisteren"),
+        ("compact-datetime", "2025-05-06T08:14:58"),
+        ("compact-datetime", "20251306081458250"),
+        ("compact-datetime", "202505060814582501"),
     ],
 )
 def test_unreadable_values_are_errors(name: str, raw: str | float | bool) -> None:

@@ -36,16 +36,17 @@ def test_a_message_that_matches_no_rule_says_why_for_each_candidate(mappings: Ma
 
 def test_a_wrong_gebeurtenissoort_is_named(mappings: MappingSet) -> None:
     with pytest.raises(
-        NoMatchingMapping, match="gebeurtenissoort is 'Ag01', the rule wants 'Gv01'"
+        NoMatchingMapping, match="gebeurtenissoort is 'Af01', the rule wants 'Gv01'"
     ):
-        mappings.map(levering_from_file(MESSAGES / "brp-ag01.xml"))
+        mappings.map(levering_from_file(MESSAGES / "brp-af01.xml"))
 
 
 def test_an_unknown_basisregistratie_lists_the_known_ones(mappings: MappingSet) -> None:
     with pytest.raises(NoMatchingMapping) as caught:
-        mappings.map(levering_from_file(MESSAGES / "brk-onbekend.xml"))
-    assert "no rule is for this basisregistratie (rules exist for: 'BRP', 'LV BAG', 'NHR')" in str(
-        caught.value
+        mappings.map(levering_from_file(MESSAGES / "bgt-onbekend.xml"))
+    assert (
+        "no rule is for this basisregistratie (rules exist for: 'BRK', 'BRP', 'LV BAG', 'NHR')"
+        in str(caught.value)
     )
 
 

@@ -22,7 +22,10 @@ from tests.mapping.conftest import CONFORMANCE, levering_from_file, sample_paths
 
 SAMPLES = sample_paths()
 #: Personal numbers in the BRP samples; none may appear in any attribute.
-BRP_PERSONAL_NUMBERS = ("999993653", "1010101025", "999990342", "5010101260")
+BRP_PERSONAL_NUMBERS = (
+    *("999993653", "1010101025", "999990342", "5010101260", "999990160", "1010102029"),
+    *("999990238", "1010102791", "1010102506"),
+)
 
 
 def _golden_path(sample: Path) -> Path:
@@ -36,11 +39,19 @@ def _events_json(mappings: MappingSet, sample: Path) -> list[dict[str, Any]]:
 def test_there_are_samples_for_every_registry() -> None:
     names = {path.stem for path in SAMPLES}
     assert {
-        "brp-verhuizing",
-        "brp-overlijden",
-        "nhr-nieuwe-inschrijving",
-        "bag-pand-nieuw",
+        *("brp-verhuizing", "brp-overlijden", "brp-inschrijving", "brp-anummerwijziging"),
+        *("nhr-nieuwe-inschrijving", "nhr-update", "nhr-beeindiging"),
+        *("bag-pand-nieuw", "bag-vbo-num-nieuw", "bag-gewijzigd", "bag-ingetrokken"),
+        "brk-eigendomsoverdracht",
     } <= names
+
+
+def test_every_event_type_has_a_sample(mappings: MappingSet) -> None:
+    """Each rule of the bundled mappings is proven by at least one golden sample."""
+    emitted = {
+        event.type for sample in SAMPLES for event in mappings.map(levering_from_file(sample))
+    }
+    assert emitted == {info.type for info in mappings.event_types}
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda path: path.stem)
@@ -93,7 +104,8 @@ def test_brp_attributes_never_carry_a_bsn_or_a_nummer(mappings: MappingSet) -> N
         for event in mappings.map(levering_from_file(sample)):
             assert event.type.startswith("nl.brp.")
             assert event.subject is None
-            attributes = json.dumps(event.attributes())
+            assert event.informatiearm is not None
+            attributes = json.dumps([event.attributes(), event.informatiearm.attributes()])
             for number in BRP_PERSONAL_NUMBERS:
                 assert number not in attributes
     # ... while the data does carry the BSN, for subscribers authorised for it.

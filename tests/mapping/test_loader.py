@@ -37,6 +37,14 @@ CASES = [
     ("unknown-template-field", "6:11", "unknown template field {oin}"),
     ("extension-name", "16:9", "attribute name 'traceParent' must consist of a-z and 0-9"),
     ("field-name", "16:7", "field name 'Waarde_1' must be lowerCamelCase"),
+    ("lookup-unknown", "16:43", "unknown lookup 'kleur'"),
+    ("lookup-and-convert", "18:50", "use lookup or convert, not both"),
+    ("identifier-unknown", "15:19", "identifier 'nummer': data has no field 'nummer'"),
+    ("dataref-not-url", "16:14", "must be an http(s) URL or start with {base}"),
+    ("dataref-not-identifier", "15:14", "{data.waarde} is not an identifier of rule"),
+    ("version-family", "18:15", "must be 'nl.tst.iets-gebeurd' with a version segment"),
+    ("python-tag", "16:15", "could not determine a constructor for the tag"),
+    ("for-each-document", "13:15", "document() is not an XPath 1.0 core function"),
 ]
 
 
@@ -95,10 +103,24 @@ def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
 
 def test_the_bundled_mappings_load() -> None:
     mapping_set = MappingSet.load(MAPPINGS, dataschema_base="https://x.example/")
-    assert [path.name for path in mapping_set.files] == ["bag.yaml", "brp.yaml", "nhr.yaml"]
+    assert [path.name for path in mapping_set.files] == [
+        "bag.yaml",
+        "brk.yaml",
+        "brp.yaml",
+        "nhr.yaml",
+    ]
     assert {info.type for info in mapping_set.event_types} == {
-        "nl.bag.pand-toegevoegd",
+        *(
+            f"nl.bag.{kind}-{change}"
+            for kind in ("pand", "verblijfsobject", "nummeraanduiding")
+            for change in ("toegevoegd", "gewijzigd", "ingetrokken")
+        ),
+        "nl.brk.eigendom-overgedragen",
         "nl.brp.persoon-verhuisd",
         "nl.brp.persoon-overleden",
+        "nl.brp.persoon-ingeschreven",
+        "nl.brp.anummer-gewijzigd",
         "nl.nhr.onderneming-ingeschreven",
+        "nl.nhr.onderneming-gewijzigd",
+        "nl.nhr.onderneming-beeindigd",
     }

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from digibridge.mapping._xpath import XPathProblem, compile_xpath
+from digibridge.mapping._xpath import (
+    ChildIndex,
+    CompiledXPath,
+    XPathProblem,
+    compile_checked,
+    compile_xpath,
+)
+from digibridge.mapping.loader import load_directory
+from digibridge.mapping.model import ForEachSpec, ObjectSpec, XPathSpec
+from tests.mapping.conftest import MAPPINGS, levering_from_file, sample_paths
 
 NAMESPACES = {
     "gba": "urn:example:gba",
@@ -62,3 +71,79 @@ def test_anything_else_is_refused(expression: str, reason: str) -> None:
     with pytest.raises(XPathProblem) as caught:
         compile_xpath(expression, NAMESPACES, VARIABLES)
     assert reason in str(caught.value)
+
+
+def _compiled_expressions() -> list[tuple[str, CompiledXPath]]:
+
+    found: list[tuple[str, CompiledXPath]] = []
+    for mapping_file in load_directory(MAPPINGS):
+        for rule in mapping_file.rules:
+            specs: list[object] = [rule.data]
+            compiled = [c for c in (rule.match.when, rule.items) if c is not None]
+            found += [(rule.name, c.compiled) for c in compiled]
+            while specs:
+                spec = specs.pop()
+                if isinstance(spec, XPathSpec):
+                    found.append((rule.name, spec.compiled))
+                elif isinstance(spec, ForEachSpec):
+                    found.append((rule.name, spec.nodes))
+                    specs.append(spec.item)
+                elif isinstance(spec, ObjectSpec):
+                    specs += [child for _, child in spec.fields]
+    return found
+
+
+def test_the_fast_forms_give_what_lxml_gives_on_every_sample() -> None:
+    """Child paths and simple comparisons skip lxml's XPath; on every sample payload, and on
+    every element inside it, they must answer exactly as lxml does."""
+
+    expressions = [(name, c) for name, c in _compiled_expressions() if c.fast is not None]
+    assert len(expressions) > 100
+    for sample in sample_paths():
+        payload = levering_from_file(sample).payload
+        index = ChildIndex()
+        for node in payload.iter():
+            if not isinstance(node.tag, str):
+                continue
+            for _, compiled in expressions:
+                assert compiled.fast is not None
+                fast = compiled.fast(node, index)
+                assert fast == compiled.xpath(node), (compiled.expression, sample.name)
+
+
+@pytest.mark.parametrize(
+    ("expression", "fast"),
+    [
+        ("gba:x[@nummer='08']/gba:y", True),
+        ("@aNummer", True),
+        (".", True),
+        ("gba:x and gba:y", True),
+        ("gba:x/gba:y != '00000000'", True),
+        ("gba:x/gba:y = gba:z/gba:y", True),
+        ("/gba:x", False),
+        ("gba:x[1]", False),
+        ("count(gba:x) > 1", False),
+        ("gba:x and gba:y or gba:z", False),
+        ("$kenmerk", False),
+    ],
+)
+def test_which_expressions_have_a_fast_form(expression: str, fast: bool) -> None:
+
+    assert (compile_checked(expression, NAMESPACES, VARIABLES).fast is not None) is fast
+
+
+@pytest.mark.parametrize(
+    ("expression", "escapes"),
+    [
+        ("gba:x/gba:y", False),
+        ("count(gba:x) > 1 and not(gba:z)", False),
+        ("/gba:x", True),
+        ("a and //gba:x", True),
+        ("../gba:x", True),
+        ("preceding-sibling::gba:x", True),
+        ("id('x')", True),
+    ],
+)
+def test_which_expressions_may_leave_their_subtree(expression: str, escapes: bool) -> None:
+
+    assert compile_checked(expression, NAMESPACES, VARIABLES).escapes is escapes

@@ -10,6 +10,7 @@ import pytest
 
 from digibridge.store.types import (
     Attempt,
+    Completion,
     DeliveryJob,
     DeliverySettings,
     DeliveryStatus,
@@ -362,6 +363,56 @@ async def test_complete_after_takeover_records_nothing(store: Store, clock: Fake
     assert delivery.status is DeliveryStatus.PENDING
     await store.complete(fresh, attempt_for(fresh, 204), Outcome(OutcomeKind.SUCCEEDED))
     assert len(await store.list_attempts(fresh.delivery.id)) == 1
+
+
+async def test_claim_records_completed_outcomes_first_in_the_same_call(
+    store: Store, clock: FakeClock
+) -> None:
+    """The freed lease counts for the same claim: with a per-endpoint limit of one, the next
+    delivery to the endpoint is handed out in the call that records the previous outcome."""
+    await store.create_subscription(subscription())
+    for n in range(2):
+        await store.ingest(message(f"uuid:{n}", f"K{n}"), [event(f"ev-{n}")], match_all)
+    now = clock.now()
+    [first] = await store.claim_due(
+        now=now, limit=5, lease_until=now + LEASE, owner="w1", per_endpoint=1
+    )
+    done = Completion(first, attempt_for(first, 204), Outcome(OutcomeKind.SUCCEEDED))
+
+    [second] = await store.claim_due(
+        now=now, limit=5, lease_until=now + LEASE, owner="w1", per_endpoint=1, completed=[done]
+    )
+
+    assert (first.event.id, second.event.id) == ("ev-0", "ev-1")
+    recorded = await store.get_delivery(first.delivery.id)
+    assert recorded is not None
+    assert recorded.status is DeliveryStatus.SUCCEEDED
+    assert await store.list_attempts(first.delivery.id) == [attempt_for(first, 204)]
+
+
+async def test_claim_with_limit_zero_only_records_and_skips_taken_over_leases(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.create_subscription(subscription())
+    for n in range(2):
+        await store.ingest(message(f"uuid:{n}", f"K{n}"), [event(f"ev-{n}")], match_all)
+        clock.advance(timedelta(seconds=1))
+    taken_over, kept = await claim(store, clock.now(), owner="slow")
+    later = clock.now() + LEASE
+    [fresh] = await store.claim_due(now=later, limit=1, lease_until=later + LEASE, owner="fast")
+    completed = [
+        Completion(job, attempt_for(job, 204), Outcome(OutcomeKind.SUCCEEDED))
+        for job in (taken_over, kept)
+    ]
+
+    claimed = await store.claim_due(
+        now=later, limit=0, lease_until=later + LEASE, owner="slow", completed=completed
+    )
+
+    assert claimed == []
+    assert fresh.delivery.id == taken_over.delivery.id
+    assert await store.list_attempts(taken_over.delivery.id) == []
+    assert len(await store.list_attempts(kept.delivery.id)) == 1
 
 
 # -- scheduling --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,16 @@ from tests.support.net import free_port, wait_until
 
 
 class GatewayProcess:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    """`tls`: the gateway terminates TLS (configured through `env`); the context is how the
+    readiness probe (and tests) trust its certificate."""
+
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.wus_url = f"{self.url}/wus/digilevering"
         self.log_path = data_dir / f"gateway-{self.port}.log"
         self.env = {
@@ -49,7 +56,8 @@ class GatewayProcess:
                 f"gateway exited with {self.process.returncode}:\n{self.log_path.read_text()}"
             )
         try:
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+            readyz = httpx.get(f"{self.url}/readyz", timeout=1, verify=self.tls or True)
+            return readyz.status_code == 200
         except httpx.TransportError:
             return False
 

@@ -59,17 +59,20 @@ class Received:
 class LoopbackServer:
     """Any ASGI app served by uvicorn on 127.0.0.1 from a background thread."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, **tls: Any) -> None:
+        """`tls`: uvicorn's `ssl_*` options (certfile, keyfile, ca_certs, cert_reqs) for HTTPS."""
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", port or 0))
         self.port: int = self._socket.getsockname()[1]
+        self.scheme = "https" if tls else "http"
         config = uvicorn.Config(
             app,
             interface="asgi3",
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=1,
+            **tls,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -77,7 +80,7 @@ class LoopbackServer:
         )
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def start(self) -> None:
         self._thread.start()
@@ -96,13 +99,13 @@ class LoopbackServer:
 class ScriptedSink(LoopbackServer):
     """Answers each request on a path with the next scripted `Reply` (then 204), recording all."""
 
-    def __init__(self, port: int | None = None, default: Reply | None = None) -> None:
+    def __init__(self, port: int | None = None, default: Reply | None = None, **tls: Any) -> None:
         #: The answer once a path's script is used up.
         self.default = default or Reply()
         self.requests: list[Received] = []
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self._lock = threading.Lock()
-        super().__init__(self._app, port)
+        super().__init__(self._app, port, **tls)
 
     def script(self, path: str, *replies: Reply) -> None:
         with self._lock:

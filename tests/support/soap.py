@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import httpx
 from lxml import etree
 
 from digibridge.wus.digilevering import operation_for
+from tests.support.events import ack_event_ids
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -87,3 +89,12 @@ def with_kenmerk(document: bytes, kenmerk: str | None = None) -> bytes:
         ):
             element.text = value
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def post_levering(wus_url: str, document: bytes) -> list[str]:
+    """POST a DigiLevering body document as a raw SOAP 1.1 request; the acknowledged event ids."""
+    response = httpx.post(
+        wus_url, content=envelope(document, to=wus_url), headers=headers_for(document), timeout=30
+    )
+    assert response.status_code == 200, response.text
+    return ack_event_ids(response.content)

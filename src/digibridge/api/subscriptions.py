@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from digibridge.api._delivery_options import (
+    MAX_TIMEOUT,
+    BatchIn,
+    OAuthIn,
+    OAuthOut,
+    TlsIn,
+    TlsOut,
+    check_signing_key,
+    delivery_settings,
+    oauth_out,
+    signature_of,
+    tls_out,
+)
 from digibridge.api.problems import Problem
-from digibridge.delivery.signing import generate_secret
+from digibridge.delivery.guard import SinkRefused
+from digibridge.delivery.signing import generate_key_pair, generate_secret
 from digibridge.events.filters import FilterError, validate_filters
 from digibridge.runtime import Runtime
 from digibridge.store.types import DeliverySettings, Subscription
@@ -50,26 +62,42 @@ class HttpSettings(_Strict):
 
 class DeliveryIn(_Strict):
     secret: str | None = Field(
-        default=None, description="Standard Webhooks signing secret whsec_<base64>; write-only"
+        default=None,
+        description="Standard Webhooks signing key: whsec_<base64> (v1, HMAC) or whsk_<base64> "
+        "(v1a, Ed25519); write-only. Generated when omitted (a whsec_ secret is shown once)",
     )
-    mode: Literal["structured"] = "structured"
-    ordered: Literal[False] = False
-    form: Literal["informatierijk"] = "informatierijk"
+    signature: Literal["v1", "v1a"] | None = Field(
+        default=None, description="v1 (HMAC-SHA256, default) or v1a (Ed25519); follows secret"
+    )
+    mode: Literal["structured", "binary", "batch"] = "structured"
+    ordered: bool = False
+    form: Literal["informatierijk", "informatiearm"] = "informatierijk"
+    timeout: float | None = Field(
+        default=None, gt=0, le=MAX_TIMEOUT, description="seconds per request (default 10)"
+    )
+    retry4xx: bool = Field(default=False, description="retry 4xx answers (except 410) like 5xx")
+    xSignature: bool = Field(  # noqa: N815 - lowerCamelCase per the NL API Design Rules
+        default=False, description="also send X-Signature: sha256=<hex HMAC of the body> (v1)"
+    )
+    oauth: OAuthIn | None = None
+    tls: TlsIn | None = None
+    batch: BatchIn | None = Field(default=None, description="limits per request in batch mode")
 
     @field_validator("secret")
     @classmethod
-    def _whsec(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith("whsec_"):
-            raise ValueError("must be a Standard Webhooks secret: whsec_<base64>")
-        try:
-            raw = base64.b64decode(value.removeprefix("whsec_"), validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("the part after whsec_ is not valid base64") from None
-        if not 24 <= len(raw) <= 64:
-            raise ValueError("the secret must be 24 to 64 random bytes")
-        return value
+    def _signing_key(cls, value: str | None) -> str | None:
+        return None if value is None else check_signing_key(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeliveryIn:
+        kind = None if self.secret is None else "v1a" if self.secret.startswith("whsk_") else "v1"
+        if self.signature is not None and kind is not None and self.signature != kind:
+            raise ValueError(f"signature {self.signature} does not match the secret's kind")
+        if self.xSignature and "v1a" in (kind, self.signature):
+            raise ValueError("xSignature needs an HMAC (whsec_, v1) secret")
+        if self.batch is not None and self.mode != "batch":
+            raise ValueError("batch limits apply only with mode batch")
+        return self
 
 
 class SubscriptionIn(_Strict):
@@ -96,6 +124,11 @@ class SubscriptionIn(_Strict):
         return value
 
 
+class BatchOut(BaseModel):
+    maxEvents: int  # noqa: N815
+    maxBytes: int  # noqa: N815
+
+
 class DeliveryOut(BaseModel):
     mode: str
     ordered: bool
@@ -103,6 +136,16 @@ class DeliveryOut(BaseModel):
     secret: str | None = Field(
         default=None, description="present only in the answer to a create without a secret"
     )
+    signature: str = "v1"
+    publicKey: str | None = Field(  # noqa: N815
+        default=None, description="v1a: the whpk_ key receivers verify signatures with"
+    )
+    timeout: float | None = None
+    retry4xx: bool = False
+    xSignature: bool = False  # noqa: N815
+    oauth: OAuthOut | None = None
+    tls: TlsOut | None = None
+    batch: BatchOut | None = None
 
 
 class SubscriptionOut(BaseModel):
@@ -124,6 +167,26 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
+def _delivery_out(settings: DeliverySettings, secret: str | None) -> DeliveryOut:
+    signature, key = signature_of(settings)
+    return DeliveryOut(
+        mode=settings.mode,
+        ordered=settings.ordered,
+        form=settings.form,
+        secret=secret,
+        signature=signature,
+        publicKey=key,
+        timeout=settings.timeout,
+        retry4xx=settings.retry_4xx,
+        xSignature=settings.x_signature,
+        oauth=oauth_out(settings),
+        tls=tls_out(settings),
+        batch=None
+        if settings.mode != "batch"
+        else BatchOut(maxEvents=settings.batch_max_events, maxBytes=settings.batch_max_bytes),
+    )
+
+
 def _out(subscription: Subscription, *, secret: str | None = None) -> SubscriptionOut:
     settings = subscription.delivery
     return SubscriptionOut(
@@ -134,9 +197,7 @@ def _out(subscription: Subscription, *, secret: str | None = None) -> Subscripti
         source=subscription.source,
         filters=[dict(expression) for expression in subscription.filters],
         protocolsettings=dict(subscription.protocolsettings),
-        delivery=DeliveryOut(
-            mode=settings.mode, ordered=settings.ordered, form=settings.form, secret=secret
-        ),
+        delivery=_delivery_out(settings, secret),
         status=subscription.status.value,
         statusReason=subscription.status_reason,
         createdAt=subscription.created_at.isoformat(),
@@ -155,7 +216,21 @@ async def create_subscription(
         raise Problem(
             400, exc.message, invalid_params=[{"name": exc.pointer, "reason": exc.message}]
         ) from None
-    generated = None if body.delivery.secret else generate_secret()
+    await _check_targets(runtime, body)
+    generated = None
+    key = body.delivery.secret
+    if key is None and body.delivery.signature == "v1a":
+        key, _public = generate_key_pair()  # the public key is in every answer; no need to show
+    elif key is None:
+        key = generated = generate_secret()
+    try:
+        settings = delivery_settings(body.delivery, key)
+    except ValueError as exc:
+        raise Problem(
+            400,
+            f"delivery.tls: {exc}",
+            invalid_params=[{"name": "delivery.tls", "reason": str(exc)}],
+        ) from None
     subscription = Subscription(
         id=str(uuid.uuid4()),
         sink=body.sink,
@@ -165,17 +240,26 @@ async def create_subscription(
         filters=tuple(body.filters),
         protocolsettings=body.protocolsettings.model_dump(),
         sinkcredential=body.sinkcredential.accesstoken if body.sinkcredential else None,
-        delivery=DeliverySettings(
-            secret=body.delivery.secret or generated or "",
-            mode=body.delivery.mode,
-            ordered=body.delivery.ordered,
-            form=body.delivery.form,
-        ),
+        delivery=settings,
         created_at=runtime.clock.now(),
     )
     await runtime.store.create_subscription(subscription)
     response.headers["Location"] = f"/v1/subscriptions/{subscription.id}"
     return _out(subscription, secret=generated)
+
+
+async def _check_targets(runtime: Runtime, body: SubscriptionIn) -> None:
+    """The SSRF guard on every URL digibridge will call for this subscription."""
+    targets = [("sink", body.sink)]
+    if body.delivery.oauth is not None:
+        targets.append(("delivery.oauth.tokenUrl", body.delivery.oauth.tokenUrl))
+    for name, url in targets:
+        try:
+            await runtime.dispatcher.guard.check_sink(url)
+        except SinkRefused as exc:
+            raise Problem(
+                400, f"{name}: {exc}", invalid_params=[{"name": name, "reason": str(exc)}]
+            ) from None
 
 
 @router.get("")

@@ -1,10 +1,20 @@
-"""The delivery loop: claim due deliveries, send each as its own task, record the outcome.
+"""The delivery loop: claim due deliveries, send each (or each batch) as its own task, record
+the outcome.
 
-The store is the queue. The loop sleeps until the next delivery is due (capped by `idle_poll`,
-so deliveries made by other processes or clock changes are noticed) or until `wake()`; it claims
-only as many deliveries as it has free slots, so a lease is never taken for work that would
-wait. Leases outlive a request (`lease` > `request_timeout`), and a delivery whose lease ran out
-is handed to whoever claims it next; the late owner's `complete` is then ignored by the store.
+The store is the queue, and it also keeps what several dispatchers must agree on: leases, the
+per-endpoint concurrency limit (counted in leases) and each endpoint's circuit breaker (updated
+in the same transaction as the outcome, so the hot path costs no extra round trip). The loop
+sleeps until the next delivery is due (capped by `idle_poll`, so deliveries made by other
+processes or clock changes are noticed) or until `wake()`; it claims only as many deliveries as
+it has free slots, so a lease is never taken for work that would wait. A finished send does not
+write its outcome itself: it queues it and wakes the loop, which records every queued outcome
+and claims work for the freed slots in one store transaction (`claim_due(completed=...)`), so
+the store's single thread does one round trip per turn of the loop, not two per delivery, and a
+freed slot is refilled at once. Until its outcome is recorded a send still holds its lease and
+its slot. Leases outlive an
+attempt (`lease` > 4 times the longest request timeout: an OAuth token fetch and a retry after 401
+can precede the send), and a delivery whose lease ran out is handed to whoever claims it next;
+the late owner's `complete` is then ignored by the store.
 """
 
 from __future__ import annotations
@@ -12,24 +22,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
+import time
 import uuid
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import structlog
 
 from digibridge.clock import Clock, SystemClock
+from digibridge.delivery.clients import Clients
+from digibridge.delivery.guard import SinkGuard
+from digibridge.delivery.oauth import TokenError, TokenSource
 from digibridge.delivery.retry import RetryPolicy
-from digibridge.delivery.sender import ResultKind, SendResult, send
-from digibridge.store.types import DeliveryJob, Outcome, OutcomeKind, Store
+from digibridge.delivery.sender import ResultKind, SendResult, attempts_of, event_body, send
+from digibridge.events.filters import subscription_matches
+from digibridge.events.notices import subscription_disabled
+from digibridge.events.records import to_new_event
+from digibridge.store.types import (
+    Attempt,
+    CircuitPolicy,
+    Completion,
+    DeliveryJob,
+    EndpointHealth,
+    NewEvent,
+    Outcome,
+    OutcomeKind,
+    Store,
+    Subscription,
+)
 
 #: How long to wait before retrying after the store itself failed.
 _STORE_ERROR_PAUSE = 1.0
 #: Shortest sleep when nothing could be claimed although something looked due (no busy loop).
 _MIN_PAUSE = 0.05
+#: The longest request timeout a subscription may ask for (seconds).
+MAX_SUBSCRIPTION_TIMEOUT = 60.0
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 logger = structlog.get_logger("digibridge.delivery")
+
+
+def _notice(subscription: Subscription, reason: str, at: datetime) -> NewEvent:
+    return to_new_event(subscription_disabled(subscription, reason, at))
 
 
 class Dispatcher:
@@ -43,10 +79,12 @@ class Dispatcher:
         clock: Clock | None = None,
         owner: str | None = None,
         concurrency: int = 16,
+        per_endpoint: int | None = None,
         request_timeout: float = 10.0,
         lease: timedelta = timedelta(seconds=60),
         idle_poll: float = 1.0,
-        client: httpx.AsyncClient | None = None,
+        circuit: CircuitPolicy | None = None,
+        guard: SinkGuard | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if concurrency < 1:
@@ -56,16 +94,26 @@ class Dispatcher:
         self._clock: Clock = clock or SystemClock()
         self.owner = owner or f"dispatcher-{uuid.uuid4()}"
         self._concurrency = concurrency
+        #: In-flight requests per endpoint, across every dispatcher on the store.
+        self._per_endpoint = per_endpoint or concurrency
         self._request_timeout = request_timeout
-        # A lease must outlast a request, or a slow send would be handed out twice.
-        self._lease = max(lease, timedelta(seconds=2 * request_timeout + 5))
+        self._max_timeout = max(request_timeout, MAX_SUBSCRIPTION_TIMEOUT)
+        # A lease must outlast an attempt, or a slow send would be handed out twice.
+        self._lease = max(lease, timedelta(seconds=4 * self._max_timeout + 5))
         self._idle_poll = idle_poll
-        self._client = client
+        #: Decides which addresses webhooks may go to (loopback only unless told otherwise).
+        self.guard = guard or SinkGuard(LOOPBACK)
+        self._health = EndpointHealth(
+            policy=circuit or CircuitPolicy(), notice=_notice, matcher=subscription_matches
+        )
+        self._tokens = TokenSource(self._clock)
         self._rng = rng
         self._wake = asyncio.Event()
         self._stopping = False
         self._stop_timeout = 10.0
         self._inflight: set[asyncio.Task[None]] = set()
+        #: Outcomes of finished sends not yet recorded, one list per request (a batch is one).
+        self._completed: list[list[Completion]] = []
         self._finished: asyncio.Event | None = None
 
     def wake(self) -> None:
@@ -75,13 +123,11 @@ class Dispatcher:
     async def run(self) -> None:
         """Deliver until `stop()`; store failures are logged and retried, never fatal."""
         self._finished = asyncio.Event()
+        clients = Clients(self.guard, max_connections=max(100, self._concurrency))
         try:
-            if self._client is not None:
-                await self._loop(self._client)
-            else:
-                async with httpx.AsyncClient(follow_redirects=False) as client:
-                    await self._loop(client)
+            await self._loop(clients)
         finally:
+            await clients.aclose()
             self._finished.set()
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -93,12 +139,12 @@ class Dispatcher:
         if self._finished is not None:
             await self._finished.wait()
 
-    async def _loop(self, client: httpx.AsyncClient) -> None:
+    async def _loop(self, clients: Clients) -> None:
         try:
             while not self._stopping:
                 self._wake.clear()
                 try:
-                    delay = await self._dispatch_once(client)
+                    delay = await self._dispatch_once(clients)
                 except Exception:
                     logger.exception("dispatcher_store_error", owner=self.owner)
                     delay = _STORE_ERROR_PAUSE
@@ -107,18 +153,34 @@ class Dispatcher:
         finally:
             await self._drain()
 
-    async def _dispatch_once(self, client: httpx.AsyncClient) -> float:
-        """Claim and start what fits; the seconds to sleep before looking again."""
-        free = self._concurrency - len(self._inflight)
-        if free <= 0:
+    async def _dispatch_once(self, clients: Clients) -> float:
+        """Record finished sends, claim and start what fits; the seconds to sleep before
+        looking again."""
+        # Slots of finished sends are free once this claim has recorded their outcomes.
+        completed = self._take_completed()
+        free = max(self._concurrency - len(self._inflight), 0)
+        if free == 0 and not completed:
             return self._idle_poll  # a finishing task wakes us
         now = self._clock.now()
-        jobs = await self._store.claim_due(
-            now=now, limit=free, lease_until=now + self._lease, owner=self.owner
-        )
-        for job in jobs:
+        lease_until = now + self._lease
+        try:
+            jobs = await self._store.claim_due(
+                now=now,
+                limit=free,
+                lease_until=lease_until,
+                owner=self.owner,
+                per_endpoint=self._per_endpoint,
+                completed=completed,
+            )
+        except Exception:
+            if completed:
+                # As when a single outcome could not be written: the leases run out and the
+                # deliveries go out again (at-least-once).
+                logger.warning("delivery_outcomes_lost", owner=self.owner, count=len(completed))
+            raise
+        for group in await self._group(jobs, now, lease_until):
             task = asyncio.create_task(
-                self._deliver(job, client), name=f"deliver-{job.delivery.id}"
+                self._deliver(group, clients), name=f"deliver-{group[0].delivery.id}"
             )
             self._inflight.add(task)
             task.add_done_callback(self._task_done)
@@ -132,41 +194,117 @@ class Dispatcher:
             return _MIN_PAUSE
         return min(max(wait, 0.0), self._idle_poll)
 
+    async def _group(
+        self, jobs: list[DeliveryJob], now: datetime, lease_until: datetime
+    ) -> list[list[DeliveryJob]]:
+        """One job per request, except for batch-mode subscriptions: their due deliveries are
+        claimed together and cut into batches of at most `batch_max_events` and
+        `batch_max_bytes`."""
+        groups: list[list[DeliveryJob]] = []
+        batches: dict[str, list[DeliveryJob]] = {}
+        for job in jobs:
+            if job.subscription.delivery.mode == "batch":
+                batches.setdefault(job.subscription.id, []).append(job)
+            else:
+                groups.append([job])
+        for claimed in batches.values():
+            settings = claimed[0].subscription.delivery
+            batch = claimed + await self._store.claim_batch(
+                claimed[0],
+                now=now,
+                limit=settings.batch_max_events - len(claimed),
+                lease_until=lease_until,
+            )
+            groups += _cut(batch, settings.batch_max_events, settings.batch_max_bytes)
+        return groups
+
+    def _take_completed(self) -> list[Completion]:
+        completed = [done for request in self._completed for done in request]
+        self._completed.clear()
+        return completed
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._wake.set()
 
-    async def _deliver(self, job: DeliveryJob, client: httpx.AsyncClient) -> None:
+    async def _deliver(self, jobs: list[DeliveryJob], clients: Clients) -> None:
+        first = jobs[0]
         log = logger.bind(
-            delivery_id=job.delivery.id, event_id=job.event.id, subscription_id=job.subscription.id
+            delivery_id=first.delivery.id,
+            event_id=first.event.id,
+            subscription_id=first.subscription.id,
         )
+        if len(jobs) > 1:
+            log = log.bind(batch=len(jobs))
         try:
-            attempt, result = await send(
-                job, client, now=self._clock.now(), timeout=self._request_timeout
-            )
-            outcome = self._outcome(job, result)
-            await self._store.complete(job, attempt, outcome)
+            attempts, result = await self._attempt(jobs, clients)
+            # A batch is one request: its endpoint's health counts it once.
+            healths = [self._health] + [None] * (len(jobs) - 1)
+            completions = [
+                Completion(job, attempt, self._outcome(job, result), health)
+                for job, attempt, health in zip(jobs, attempts, healths, strict=True)
+            ]
         except Exception:
             # The lease runs out and the delivery is tried again; nothing is lost.
             log.exception("delivery_error")
             return
-        _log_outcome(log, attempt.number, attempt.status_code, outcome)
+        self._completed.append(completions)
+        _log_outcome(log, attempts[0].number, attempts[0].status_code, completions[0].outcome)
+
+    async def _attempt(
+        self, jobs: Sequence[DeliveryJob], clients: Clients
+    ) -> tuple[list[Attempt], SendResult]:
+        """Send once: with an OAuth token when the subscription wants one (fetched again and
+        the request repeated once when the sink answers 401)."""
+        subscription = jobs[0].subscription
+        settings = subscription.delivery
+        timeout = min(settings.timeout or self._request_timeout, self._max_timeout)
+        now = self._clock.now()
+        try:
+            client = clients.for_tls(settings.tls)
+        except (ssl.SSLError, ValueError) as error:
+            result = SendResult(ResultKind.FAILED, f"client TLS settings unusable: {error}")
+            return attempts_of(jobs, now, result), result
+        if settings.oauth is None:
+            return await send(jobs, client, now=now, timeout=timeout)
+        started = time.perf_counter()
+        try:
+            bearer = await self._tokens.token(settings.oauth, clients.shared(), timeout)
+            attempts, result = await send(jobs, client, now=now, timeout=timeout, bearer=bearer)
+            if result.status == 401:
+                self._tokens.invalidate(settings.oauth)
+                bearer = await self._tokens.token(settings.oauth, clients.shared(), timeout)
+                now = self._clock.now()
+                attempts, result = await send(jobs, client, now=now, timeout=timeout, bearer=bearer)
+        except TokenError as error:
+            result = SendResult(ResultKind.RETRYABLE, f"OAuth: {error}")
+            duration_ms = (time.perf_counter() - started) * 1000
+            return attempts_of(jobs, now, result, duration_ms=duration_ms), result
+        return attempts, result
 
     def _outcome(self, job: DeliveryJob, result: SendResult) -> Outcome:
+        failed = result.endpoint_failed
         if result.kind is ResultKind.SUCCEEDED:
-            return Outcome(OutcomeKind.SUCCEEDED)
+            return Outcome(OutcomeKind.SUCCEEDED, endpoint_failed=failed)
         if result.kind is ResultKind.GONE:
             return Outcome(
                 OutcomeKind.DEAD,
                 reason=result.reason,
                 disable_subscription=f"{result.reason} from sink",
+                endpoint_failed=failed,
             )
-        if result.kind is ResultKind.FAILED:
-            return Outcome(OutcomeKind.DEAD, reason=result.reason)
-        attempts_done = job.delivery.attempts + 1
+        retry_4xx = (
+            job.subscription.delivery.retry_4xx
+            and result.status is not None
+            and 400 <= result.status < 500
+        )
+        if result.kind is ResultKind.FAILED and not retry_4xx:
+            return Outcome(OutcomeKind.DEAD, reason=result.reason, endpoint_failed=failed)
+        delivery = job.delivery
+        attempts_done = delivery.attempts + 1 - delivery.schedule_offset
         retry_at = self._policy.next_attempt(
             attempts_done,
-            job.delivery.created_at,
+            delivery.schedule_start or delivery.created_at,
             self._clock.now(),
             result.retry_after,
             self._rng,
@@ -174,20 +312,21 @@ class Dispatcher:
         if retry_at is None:
             return Outcome(
                 OutcomeKind.DEAD,
-                reason=f"gave up after {attempts_done} attempts; last: {result.reason}",
+                reason=f"gave up after {delivery.attempts + 1} attempts; last: {result.reason}",
+                endpoint_failed=failed,
             )
-        return Outcome(OutcomeKind.RETRY, retry_at=retry_at)
+        return Outcome(OutcomeKind.RETRY, retry_at=retry_at, endpoint_failed=failed)
 
     async def _drain(self) -> None:
-        """Wait for in-flight sends up to the stop timeout, cancel the rest, release leases."""
-        if not self._inflight:
-            return
+        """Wait for in-flight sends up to the stop timeout, cancel the rest, record the outcomes
+        of those that finished, then release the leases of the cancelled ones."""
         pending = set(self._inflight)
-        if self._stopping:
+        if pending and self._stopping:
             _done, pending = await asyncio.wait(pending, timeout=self._stop_timeout)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        await self._record_completed()
         if pending:
             try:
                 released = await asyncio.shield(self._store.release_leases(self.owner))
@@ -195,6 +334,38 @@ class Dispatcher:
                 logger.exception("dispatcher_release_failed", owner=self.owner)
             else:
                 logger.info("dispatcher_leases_released", owner=self.owner, released=released)
+
+    async def _record_completed(self) -> None:
+        """Record queued outcomes without claiming (when stopping)."""
+        completed = self._take_completed()
+        if not completed:
+            return
+        now = self._clock.now()
+        try:
+            await asyncio.shield(
+                self._store.claim_due(
+                    now=now, limit=0, lease_until=now, owner=self.owner, completed=completed
+                )
+            )
+        except Exception:
+            logger.exception("delivery_outcomes_lost", owner=self.owner, count=len(completed))
+
+
+def _cut(jobs: list[DeliveryJob], max_events: int, max_bytes: int) -> list[list[DeliveryJob]]:
+    """Consecutive batches within both limits (an event larger than `max_bytes` goes alone)."""
+    batches: list[list[DeliveryJob]] = []
+    current: list[DeliveryJob] = []
+    size = 2  # the brackets
+    for job in jobs:
+        length = len(event_body(job)) + 1
+        if current and (len(current) >= max_events or size + length > max_bytes):
+            batches.append(current)
+            current, size = [], 2
+        current.append(job)
+        size += length
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _log_outcome(log: Any, number: int, status: int | None, outcome: Outcome) -> None:

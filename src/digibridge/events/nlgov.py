@@ -16,6 +16,8 @@ What is checked (STANDARDS.md §4):
   name of a core attribute.
 - `subject`: not a BSN or an A-nummer (the profile's privacy section: no sensitive data in
   attributes). Both are recognised by their check digits, so other 9- or 10-digit keys pass.
+- other string attributes (`dataref` URLs, extensions): no 9- or 10-digit run in them is a BSN
+  or an A-nummer.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
 _MAX_ATTRIBUTE_NAME = 20
 _NLD_URN = re.compile(r"urn:nld:([a-z0-9][a-z0-9-]{0,31}):(\S+)")
 _OIN = re.compile(r"[0-9]{20}")
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]{9,10}(?![0-9])")
 _BSN_LENGTH = 9
 _A_NUMMER_LENGTH = 10
 
@@ -73,6 +76,16 @@ def type_problems(value: str) -> list[str]:
             "at most one is allowed"
         )
     return problems
+
+
+def type_version(value: str) -> tuple[str, int]:
+    """The family of a type (the type without its `v<N>` segment) and N (1 without one)."""
+    segments = value.split(".")
+    versions = [segment for segment in segments if _VERSION_SEGMENT.fullmatch(segment)]
+    if not versions:
+        return value, 1
+    family = ".".join(segment for segment in segments if segment != versions[0])
+    return family, int(versions[0][1:])
 
 
 def source_problems(value: str) -> list[str]:
@@ -113,6 +126,17 @@ def subject_problems(value: str) -> list[str]:
     return []
 
 
+def attribute_value_problems(name: str, value: str) -> list[str]:
+    """Problems of a string attribute value: a personal number (BSN, A-nummer) inside it."""
+    for run in _DIGIT_RUN.findall(value):
+        if is_bsn(run) or is_a_nummer(run):
+            return [
+                f"{name} {value!r} contains {run}, which looks like a BSN or an A-nummer; "
+                "personal numbers must not be attributes"
+            ]
+    return []
+
+
 def event_problems(event: CloudEvent) -> list[str]:
     """Every NL GOV profile problem of a whole event, for tests and for `digibridge check`."""
     attributes = event.attributes()
@@ -129,8 +153,10 @@ def event_problems(event: CloudEvent) -> list[str]:
         problems.append("time (the registration time) must be set")
     if event.data is not None and event.datacontenttype != JSON_CONTENT_TYPE:
         problems.append(f"datacontenttype must be {JSON_CONTENT_TYPE!r}")
-    for name in attributes:
+    for name, value in attributes.items():
         problems += attribute_name_problems(name, extension=name not in CORE_ATTRIBUTES)
+        if name not in CORE_ATTRIBUTES and isinstance(value, str):
+            problems += attribute_value_problems(name, value)
     return problems
 
 

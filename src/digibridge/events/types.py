@@ -34,6 +34,9 @@ class CloudEvent:
     data: Any = None
     #: Extension attributes (`dataref`, `sequence`, `traceparent`, ...); None values are unset.
     extensions: Mapping[str, str | int | bool] = field(default_factory=dict)
+    #: The same event in the informatiearm form (data reduced to identifiers, plus `dataref`),
+    #: for subscriptions that ask for it; None when the producer made none.
+    informatiearm: CloudEvent | None = field(default=None, repr=False)
 
     def attributes(self) -> dict[str, Any]:
         """Context attributes as JSON-format values (time as RFC 3339), unset ones left out."""

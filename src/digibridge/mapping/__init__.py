@@ -3,8 +3,9 @@
     types.py     Levering (a parsed message), MappingError, NoMatchingMapping
     model.py     the checked, typed form of a mapping file
     loader.py    YAML → model; every check happens here, once (file:line:column errors)
-    engine.py    MappingSet: load a folder, map a message, list the event types
-    _xpath.py    XPath 1.0 only: checked and compiled once
+    engine.py    MappingSet: load a folder, map (and explain) a message, list the event types
+    check.py     `digibridge check`: every file, and every sample against its golden events
+    _xpath.py    XPath 1.0 only: checked and compiled once; child paths evaluated fast
     _convert.py  typed conversions (lo-date, datetime, integer, ...)
     _schema.py   JSON Schema of each type's data, derived from its rule
     _yaml.py     YAML with positions

@@ -50,18 +50,27 @@ def scalar(result: object) -> Scalar | None:
     if isinstance(result, bool | float | str):
         return result
     if isinstance(result, list):
-        if not result:
-            return None
-        first = result[0]
-        if isinstance(first, str):  # attribute values and text() results
-            return first
-        if isinstance(first, etree._Element):
-            if not isinstance(first.tag, str):  # comment or processing instruction
-                return first.text or ""
-            return "".join(text for text in first.itertext() if isinstance(text, str))
-        if isinstance(first, tuple):  # namespace axis: (prefix, uri)
-            return str(first[1])
+        return _first_string(result[0]) if result else None
     raise ConversionError(f"unsupported XPath result {type(result).__name__}")
+
+
+def _first_string(first: object) -> str:
+    if isinstance(first, str):  # attribute values and text() results
+        return first
+    if isinstance(first, etree._Element):
+        # A leaf (the common case) or a comment/processing instruction: its text is its value.
+        if len(first) == 0 or not isinstance(first.tag, str):
+            return first.text or ""
+        return "".join(text for text in first.itertext() if isinstance(text, str))
+    if isinstance(first, tuple):  # namespace axis: (prefix, uri)
+        return str(first[1])
+    raise ConversionError(f"unsupported XPath result {type(first).__name__}")
+
+
+# Compiled once: a conversion runs for most values of every message.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_LO_DATE = re.compile(r"[0-9]{8}")
+_DATE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(Z|[+-][0-9]{2}:[0-9]{2})?")
 
 
 def _string(value: Scalar) -> str | None:
@@ -86,7 +95,7 @@ def _integer(value: Scalar) -> int | None:
     text = value.strip()
     if not text:
         return None
-    if not re.fullmatch(r"[+-]?[0-9]+", text):
+    if not _INTEGER.fullmatch(text):
         raise ConversionError(f"{text!r} is not an integer")
     return int(text)
 
@@ -131,7 +140,7 @@ def _lo_date(value: Scalar) -> str | None:
     text = _string(value)
     if text is None:
         return None
-    if not re.fullmatch(r"[0-9]{8}", text):
+    if not _LO_DATE.fullmatch(text):
         raise ConversionError(f"{text!r} is not a date YYYYMMDD")
     year, month, day = text[:4], text[4:6], text[6:]
     if year == "0000":
@@ -142,10 +151,12 @@ def _lo_date(value: Scalar) -> str | None:
         if not 1 <= int(month) <= 12:
             raise ConversionError(f"{text!r} has no valid month")
         return f"{year}-{month}"
+    iso = f"{year}-{month}-{day}"
     try:
-        return date(int(year), int(month), int(day)).isoformat()
+        date.fromisoformat(iso)  # only checks it: the digits are already the ISO form
     except ValueError:
         raise ConversionError(f"{text!r} is not a valid date") from None
+    return iso
 
 
 def _date(value: Scalar) -> str | None:
@@ -153,7 +164,7 @@ def _date(value: Scalar) -> str | None:
     text = _string(value)
     if text is None:
         return None
-    match = re.fullmatch(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(Z|[+-][0-9]{2}:[0-9]{2})?", text)
+    match = _DATE.fullmatch(text)
     if match is None:
         raise ConversionError(f"{text!r} is not a date YYYY-MM-DD")
     try:
@@ -179,6 +190,32 @@ def _datetime(value: Scalar) -> str | None:
     return None if text is None else format_time(parse_datetime(text))
 
 
+_COMPACT_DATETIME = re.compile(
+    r"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{0,3})"
+)
+
+
+def _compact_datetime(value: Scalar) -> str | None:
+    """`yyyyMMddHHmmss` + up to 3 digits of fraction (LO GBA tijdstempel `…SSS`, BAG `…SS`),
+    Dutch local time, as RFC 3339 UTC; all zeros (unknown) is no value."""
+    text = _string(value)
+    if text is None:
+        return None
+    match = _COMPACT_DATETIME.fullmatch(text)
+    if match is None:
+        raise ConversionError(f"{text!r} is not a timestamp yyyyMMddHHmmss[SSS]")
+    if not text.strip("0"):
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    fraction = match.group(7)
+    micro = int(fraction.ljust(3, "0")) * 1000 if fraction else 0
+    try:
+        moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=AMSTERDAM)
+    except ValueError:
+        raise ConversionError(f"{text!r} is not a valid timestamp") from None
+    return format_time(moment)
+
+
 def _define(*converters: Converter) -> Mapping[str, Converter]:
     return MappingProxyType({converter.name: converter for converter in converters})
 
@@ -195,5 +232,6 @@ CONVERTERS: Mapping[str, Converter] = _define(
     ),
     Converter("date", _date, {"type": "string", "format": "date"}),
     Converter("datetime", _datetime, {"type": "string", "format": "date-time"}),
+    Converter("compact-datetime", _compact_datetime, {"type": "string", "format": "date-time"}),
 )
 DEFAULT_CONVERTER = CONVERTERS["string"]

@@ -13,6 +13,7 @@ from typing import Any
 from digibridge.mapping.model import (
     ForEachSpec,
     LiteralSpec,
+    ObjectSpec,
     Rule,
     TemplateSpec,
     ValueSpec,
@@ -38,6 +39,8 @@ def data_schema(rule: Rule, schema_id: str) -> dict[str, Any]:
 def value_schema(spec: ValueSpec) -> dict[str, Any]:
     """The schema of one value spec."""
     if isinstance(spec, XPathSpec):
+        if spec.lookup is not None:
+            return {"type": "string", "enum": sorted(set(spec.lookup.table.values()))}
         return dict(spec.convert.schema)
     if isinstance(spec, LiteralSpec):
         return {"type": _json_type(spec.value), "const": spec.value}
@@ -63,3 +66,35 @@ def _json_type(value: object) -> str:
     if isinstance(value, float):
         return "number"
     return "string"
+
+
+def informatiearm_schema(rule: Rule, schema_id: str) -> dict[str, Any]:
+    """The schema of `rule`'s data in the informatiearm form: only its identifier fields."""
+    document: dict[str, Any] = {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "$id": schema_id,
+        "title": f"{rule.event.type} (informatiearm)",
+        "description": ("The identifiers of the object; the full event is at the event's dataref."),
+    }
+    document.update(_picked_schema(rule.data, rule.identifiers))
+    return document
+
+
+def _picked_schema(spec: ObjectSpec, paths: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+    fields = dict(spec.fields)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name in dict.fromkeys(path[0] for path in paths):
+        child = fields[name]
+        deeper = tuple(path[1:] for path in paths if path[0] == name and len(path) > 1)
+        whole = any(len(path) == 1 for path in paths if path[0] == name)
+        if whole or not isinstance(child, ObjectSpec):
+            properties[name] = value_schema(child)
+        else:
+            properties[name] = _picked_schema(child, deeper)
+        if not child.optional:
+            required.append(name)
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema

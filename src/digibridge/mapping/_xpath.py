@@ -20,8 +20,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from lxml import etree
+
+from digibridge.mapping._fastpath import (
+    ChildIndex,
+    ChildPath,
+    Evaluate,
+    FastForm,
+    IndexPlan,
+    fast_form,
+)
 
 CORE_FUNCTIONS = frozenset(
     {
@@ -121,12 +132,107 @@ class XPathProblem(ValueError):
     """An expression that is not allowed or does not compile."""
 
 
-def compile_xpath(
+@dataclass(frozen=True)
+class CompiledXPath:
+    """A checked, compiled expression and the envelope variables it reads.
+
+    Passing lxml only the variables an expression uses (usually none) makes evaluation several
+    times cheaper than handing it every envelope field on every call; a plain child path
+    (`gba:categorie[@nummer='08']/gba:element[@nummer='1120']`, most of every mapping) and
+    comparisons of them are walked directly (`fast`, see `_fastpath.py`), cheaper again.
+    """
+
+    expression: str
+    xpath: etree.XPath = field(compare=False, repr=False)
+    variables: tuple[str, ...]
+    fast: FastForm | None = field(default=None, compare=False, repr=False)
+    #: The expression may look outside its context node's subtree (an absolute path, `..`, a
+    #: reverse or sibling axis, `id()`): it needs the payload as a document of its own.
+    escapes: bool = True
+
+    @property
+    def first(self) -> Evaluate | None:
+        """For a child path, the walker of its first item (a node-set's string-value is that
+        item's); None for any other expression."""
+        return self.fast.first if isinstance(self.fast, ChildPath) else None
+
+    @property
+    def index_plan(self) -> IndexPlan:
+        """What a `ChildIndex` must bucket for this expression's fast form."""
+        return IndexPlan() if self.fast is None else self.fast.plan
+
+    def __call__(
+        self, node: etree._Element, values: Mapping[str, str], index: ChildIndex | None = None
+    ) -> Any:
+        if self.fast is not None:
+            return self.fast.evaluate(node, index or ChildIndex())
+        if not self.variables:
+            return self.xpath(node)
+        return self.xpath(node, **{name: values[name] for name in self.variables})
+
+
+def compile_checked(
     expression: str, namespaces: Mapping[str, str], variables: Iterable[str]
+) -> CompiledXPath:
+    """`compile_xpath`, keeping which variables the expression reads (and a fast form)."""
+    used: set[str] = set()
+    compiled = compile_xpath(expression, namespaces, variables, used=used)
+    fast = fast_form(expression, namespaces)
+    escapes = _escapes(expression)
+    return CompiledXPath(expression, compiled, tuple(sorted(used)), fast, escapes)
+
+
+_OUTWARD_AXES = frozenset(AXES - {"attribute", "child", "descendant", "descendant-or-self", "self"})
+
+
+def _escapes(expression: str) -> bool:
+    """Whether `expression` may reach outside the subtree of its context node."""
+    previous: str | None = None
+    position = 0
+    while position < len(expression):
+        match = _TOKEN.match(expression, position)
+        if match is None:  # pragma: no cover - checked by _check_tokens before
+            return True
+        position = match.end()
+        kind = match.lastgroup
+        if kind == "space":
+            continue
+        if kind == "punct":
+            punct = match.group("punct")
+            if punct == ".." or (
+                punct in ("/", "//") and (previous is None or previous in _EXPECTS_OPERAND)
+            ):
+                return True
+            previous = punct
+            continue
+        if kind == "axis" and match.group("axis") in _OUTWARD_AXES:
+            return True
+        name = match.group("name") if kind == "name" else None
+        if name == "id" and expression[position:].lstrip().startswith("("):
+            return True
+        operator = previous is not None and previous not in _EXPECTS_OPERAND
+        if name is not None and operator and (name in _OPERATOR_NAMES or name == "*"):
+            previous = "operator"
+        else:
+            previous = {"axis": "::"}.get(kind or "", kind)
+    return False
+
+
+def compile_xpath(
+    expression: str,
+    namespaces: Mapping[str, str],
+    variables: Iterable[str],
+    *,
+    used: set[str] | None = None,
 ) -> etree.XPath:
-    """Check `expression` against the rules above and compile it; XPathProblem if it fails."""
+    """Check `expression` against the rules above and compile it; XPathProblem if it fails.
+
+    The names of the variables it reads are added to `used` when given.
+    """
     known_variables = frozenset(variables)
-    _check_tokens(expression, namespaces, known_variables)
+    seen = _check_tokens(expression, namespaces, known_variables)
+    if used is not None:
+        used.update(seen)
     try:
         compiled = etree.XPath(
             expression,
@@ -142,10 +248,12 @@ def compile_xpath(
 
 def _check_tokens(
     expression: str, namespaces: Mapping[str, str], variables: frozenset[str]
-) -> None:
+) -> set[str]:
+    """Check every token; the variables the expression reads."""
     if not expression.strip():
         raise XPathProblem("XPath expression is empty")
     previous: str | None = None  # the previous token's kind or punctuation
+    seen: set[str] = set()
     depth = 0
     position = 0
     while position < len(expression):
@@ -162,8 +270,11 @@ def _check_tokens(
             if depth < 0:
                 raise XPathProblem(f"XPath {expression!r}: unbalanced ')' at {position}")
         previous = _check_token(expression, match, previous, namespaces, variables)
+        if match.lastgroup == "variable":
+            seen.add(match.group("variable"))
     if depth:
         raise XPathProblem(f"XPath {expression!r}: unbalanced '('")
+    return seen
 
 
 def _check_token(

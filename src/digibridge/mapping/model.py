@@ -2,16 +2,21 @@
 
 `loader.py` builds these from YAML (checking everything once); `engine.py` only reads them.
 
-    MappingFile           one YAML file: registry, default OIN, namespaces, rules
-    └── Rule              when a message matches, which event it becomes
+    MappingFile           one YAML file: registry, default OIN, namespaces, lookups, rules
+    └── Rule              when a message matches, which event(s) it becomes
         ├── MatchSpec     basisregistratie + gebeurtenissoort (+ version, payload root, `when`)
+        ├── Items         optional rule-level `for-each`: one event per selected element
         ├── EventSpec     type, source, subject, time, extension attributes
-        └── ObjectSpec    the `data` object; its fields are ValueSpecs:
-              XPathSpec     an XPath 1.0 expression + a conversion
-              LiteralSpec   a constant
+        ├── ObjectSpec    the `data` object; its fields are ValueSpecs:
+        │     XPathSpec     an XPath 1.0 expression + a conversion or a lookup table
+        │     LiteralSpec   a constant
               TemplateSpec  a string with {envelope variable} placeholders
               ObjectSpec    a nested object (same context node)
-              ForEachSpec   an array: one item per node, each item evaluated on its node
+        │     ForEachSpec   an array: one item per node, each item evaluated on its node
+        └── identifiers + dataref: the informatiearm form (identifiers only + a link)
+
+A `versions:` entry in a file becomes a Rule of its own (`<name>-v<N>`), so everything below
+treats a v2 type exactly like any other rule.
 
 Every spec keeps the `Mark` (file:line:column) it was read from, so message-time errors point
 at the mapping line too.
@@ -24,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
-
 from digibridge.mapping._convert import Converter
+from digibridge.mapping._xpath import CompiledXPath
 from digibridge.mapping._yaml import Mark
 
 #: Envelope fields, available as XPath variables (`$kenmerk`) and template fields (`{kenmerk}`).
@@ -48,6 +52,18 @@ ENVELOPE_VARIABLES = (
     "verstrekker_oin",
     "ontvanger_oin",
 )
+#: Fields of a `dataref` template besides the envelope fields: the gateway's public base URL,
+#: the event's id, type and subject, and `data.<path>` of an identifier field.
+DATAREF_FIELDS = ("base", "id", "type", "subject")
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A code list from the file's `lookups`: code → label."""
+
+    name: str
+    table: Mapping[str, str]
+    mark: Mark
 
 
 @dataclass(frozen=True)
@@ -55,10 +71,12 @@ class XPathSpec:
     """A value read from the message by an XPath 1.0 expression, then converted."""
 
     expression: str
-    compiled: etree.XPath = field(compare=False, repr=False)
+    compiled: CompiledXPath = field(compare=False, repr=False)
     convert: Converter
     optional: bool
     mark: Mark
+    #: A code list the (string) value is translated by; an unknown code is a mapping error.
+    lookup: Lookup | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +117,7 @@ class ForEachSpec:
     """A JSON array: `item` evaluated once per node that `nodes` selects, in document order."""
 
     expression: str
-    nodes: etree.XPath = field(compare=False, repr=False)
+    nodes: CompiledXPath = field(compare=False, repr=False)
     item: ValueSpec
     optional: bool
     mark: Mark
@@ -113,7 +131,17 @@ class Condition:
     """An XPath 1.0 expression read as a boolean (`when:`)."""
 
     expression: str
-    compiled: etree.XPath = field(compare=False, repr=False)
+    compiled: CompiledXPath = field(compare=False, repr=False)
+    mark: Mark
+
+
+@dataclass(frozen=True)
+class Items:
+    """A rule-level `for-each`: the elements that each become one event (in document order),
+    each the context node of that event's `event` and `data` expressions."""
+
+    expression: str
+    compiled: CompiledXPath = field(compare=False, repr=False)
     mark: Mark
 
 
@@ -144,7 +172,7 @@ class EventSpec:
 
 @dataclass(frozen=True)
 class Rule:
-    """One mapping rule: a message that matches becomes one event."""
+    """One mapping rule: a message that matches becomes one event (or one per `for-each` item)."""
 
     name: str
     description: str
@@ -153,6 +181,12 @@ class Rule:
     event: EventSpec
     data: ObjectSpec
     mark: Mark
+    items: Items | None = None
+    #: Paths of the `data` fields that identify the object (`("vestiging", "vestigingsnummer")`):
+    #: all the informatiearm form keeps of `data`.
+    identifiers: tuple[tuple[str, ...], ...] = ()
+    #: Template of the informatiearm `dataref`; None means `{base}/v1/events/{id}`.
+    dataref: TemplateSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +199,7 @@ class MappingFile:
     oin: str | None
     namespaces: Mapping[str, str]
     rules: tuple[Rule, ...]
+    lookups: Mapping[str, Lookup] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -181,3 +216,12 @@ class EventTypeInfo:
     schema: Mapping[str, Any]
     #: Where the rule is defined, `file:line:column`.
     location: str
+    #: The `v<N>` of the type (1 when it has no version segment).
+    version: int = 1
+    #: Every type of the same family (the type without its version segment), oldest first.
+    versions: tuple[str, ...] = ()
+    #: Dotted paths of the identifier fields in `data`.
+    identifiers: tuple[str, ...] = ()
+    #: `dataschema` of the informatiearm form, and that form's schema.
+    informatiearm_dataschema: str = ""
+    informatiearm_schema: Mapping[str, Any] = field(default_factory=dict)

@@ -26,18 +26,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from digibridge.clock import Clock, SystemClock
+from digibridge.store._circuit import failing_too_long, new_circuit, record
+from digibridge.store._codec import options_json, settings_from
 from digibridge.store._migrations import apply_sqlite
 from digibridge.store.types import (
     Attempt,
+    Circuit,
+    CircuitState,
+    Completion,
     Delivery,
     DeliveryJob,
     DeliverySettings,
     DeliveryStatus,
+    EndpointHealth,
     InboundMessage,
     IngestResult,
     NewEvent,
     Outcome,
     OutcomeKind,
+    PurgeResult,
+    StoreConflict,
     StoredEvent,
     StoreError,
     Subscription,
@@ -51,7 +59,57 @@ _BUSY_TIMEOUT_MS = 5000
 
 _DELIVERY_COLUMNS = (
     "d.id, d.subscription_id, d.event_id, d.status, d.attempts, d.next_attempt_at, "
-    "d.created_at, d.updated_at, d.last_error, d.last_status_code"
+    "d.created_at, d.updated_at, d.last_error, d.last_status_code, d.schedule_start, "
+    "d.schedule_offset"
+)
+
+#: Tables joined by the claim queries: the delivery `d`, its subscription `s`, event `e`, and the
+#: circuit `c` of the subscription's endpoint.
+_QUEUE_JOINS = (
+    " FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
+    " JOIN events e ON e.id = d.event_id LEFT JOIN circuits c ON c.endpoint = s.endpoint"
+)
+#: For an ordered subscription: no earlier pending delivery of the same subject.
+_IN_ORDER = (
+    "(s.ordered = 0 OR e.subject IS NULL OR NOT EXISTS ("
+    " SELECT 1 FROM deliveries p JOIN events pe ON pe.id = p.event_id"
+    " WHERE p.subscription_id = d.subscription_id AND p.status = 'pending'"
+    " AND pe.subject = e.subject AND pe.seq < e.seq))"
+)
+#: A pending delivery that may be claimed at :now once due: subscription active, not leased,
+#: circuit closed (or open/half-open with its wait over: the probe), and in order.
+_CLAIMABLE = (
+    " d.status = 'pending' AND s.status = 'active'"
+    " AND (d.lease_until IS NULL OR d.lease_until <= :now)"
+    " AND (c.state IS NULL OR c.state = 'closed' OR (c.state = 'open' AND c.retry_at <= :now)"
+    "  OR (c.state = 'half_open' AND c.probe_until <= :now))"
+    f" AND {_IN_ORDER}"
+)
+#: Per endpoint, the leases running now (for the per-endpoint concurrency limit); reads the
+#: small partial index of leased deliveries.
+_BUSY = (
+    "SELECT s.endpoint AS endpoint, COUNT(*) AS n FROM deliveries d"
+    " JOIN subscriptions s ON s.id = d.subscription_id"
+    " WHERE d.lease_until > :now AND d.status = 'pending' GROUP BY s.endpoint"
+)
+#: Claimable due deliveries, oldest first. The order is the `deliveries_due` index's own
+#: (status, next_attempt_at, rowid = insertion order), so the rows stream without a sort and a
+#: claim reads only as far as it needs.
+_DUE = (
+    f"SELECT d.id, s.endpoint, c.state AS circuit{_QUEUE_JOINS}"
+    f" WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND {_CLAIMABLE}"
+    " ORDER BY d.next_attempt_at, d.rowid"
+)
+#: Bound on the parsed subscriptions a store keeps (see `_subscription_of`).
+_PARSED_SUBSCRIPTIONS = 1024
+#: A claim looks at most this many due deliveries (per delivery it may take) past held-back ones.
+_SCAN_PER_CLAIM = 64
+#: When the earliest pending delivery becomes claimable (lease, circuit wait and order included).
+_NEXT_DUE = (
+    "SELECT MIN(MAX(d.next_attempt_at, COALESCE(d.lease_until, d.next_attempt_at),"
+    " CASE WHEN c.state = 'open' THEN c.retry_at WHEN c.state = 'half_open' THEN c.probe_until"
+    " ELSE d.next_attempt_at END))"
+    f"{_QUEUE_JOINS} WHERE d.status = 'pending' AND s.status = 'active' AND {_IN_ORDER}"
 )
 
 
@@ -79,6 +137,9 @@ class SqliteStore:
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
+        self._synchronous = "FULL"
+        #: Parsed subscriptions by id, with the row they were parsed from (store thread only).
+        self._parsed: dict[str, tuple[tuple[Any, ...], Subscription]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -156,17 +217,33 @@ class SqliteStore:
             raise StoreError(f"{self.path} is not open")
         return await asyncio.get_running_loop().run_in_executor(self._executor, function)
 
-    async def _write(self, function: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._run(partial(self._transaction, function, "BEGIN IMMEDIATE"))
+    async def _write(
+        self, function: Callable[[sqlite3.Connection], T], *, durable: bool = True
+    ) -> T:
+        """A write transaction. `durable=False` (claims and outcomes of deliveries) commits
+        without waiting for the disk: in WAL mode that survives a process crash, and what a
+        power cut could undo is a lease or an outcome, which only means a delivery is sent
+        again (at-least-once holds). Ingest, the commit before an acknowledgement, is always
+        durable."""
+        synchronous = "FULL" if durable else "NORMAL"
+        return await self._run(partial(self._transaction, function, "BEGIN IMMEDIATE", synchronous))
 
     async def _read(self, function: Callable[[sqlite3.Connection], T]) -> T:
         return await self._run(partial(self._transaction, function, "BEGIN"))
 
-    def _transaction(self, function: Callable[[sqlite3.Connection], T], begin: str) -> T:
+    def _transaction(
+        self,
+        function: Callable[[sqlite3.Connection], T],
+        begin: str,
+        synchronous: str | None = None,
+    ) -> T:
         connection = self._connection
         if connection is None:
             raise StoreError(f"{self.path} is not open")
         try:
+            if synchronous is not None and synchronous != self._synchronous:
+                connection.execute(f"PRAGMA synchronous={synchronous}")
+                self._synchronous = synchronous
             connection.execute(begin)
             try:
                 result = function(connection)
@@ -233,7 +310,7 @@ class SqliteStore:
         for event in events:
             c.execute(
                 "INSERT INTO events (id, message_id, type, source, subject, time, attributes,"
-                " body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " body, created_at, informatiearm_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.id,
                     message.message_id,
@@ -244,6 +321,7 @@ class SqliteStore:
                     json.dumps(dict(event.attributes), default=str),
                     event.body,
                     now,
+                    event.informatiearm_body,
                 ),
             )
             for subscription in subscriptions:
@@ -281,12 +359,16 @@ class SqliteStore:
             s.status.value,
             s.status_reason,
             _ts(s.created_at),
+            options_json(s.delivery),
+            s.endpoint,
+            None if s.disabled_at is None else _ts(s.disabled_at),
         )
         await self._write(
             lambda c: c.execute(
                 "INSERT INTO subscriptions (id, sink, protocol, types, source, filters,"
                 " protocolsettings, sinkcredential, secret, mode, ordered, form, status,"
-                " status_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " status_reason, created_at, options, endpoint, disabled_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         )
@@ -330,14 +412,30 @@ class SqliteStore:
         return None if row is None else _delivery(row)
 
     async def list_deliveries(
-        self, *, subscription_id: str | None = None, status: DeliveryStatus | None = None
+        self,
+        *,
+        subscription_id: str | None = None,
+        status: DeliveryStatus | None = None,
+        retrying: bool | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
     ) -> list[Delivery]:
         sql = (
             f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d"  # noqa: S608
             " WHERE (:sub IS NULL OR d.subscription_id = :sub)"
-            " AND (:status IS NULL OR d.status = :status) ORDER BY d.created_at, d.id"
+            " AND (:status IS NULL OR d.status = :status)"
+            " AND (:retrying IS NULL OR (d.status = 'pending' AND (d.attempts > 0) = :retrying))"
+            " AND (:after_at IS NULL OR (d.created_at, d.id) > (:after_at, :after_id))"
+            " ORDER BY d.created_at, d.id LIMIT :limit"
         )
-        parameters = {"sub": subscription_id, "status": None if status is None else status.value}
+        parameters = {
+            "sub": subscription_id,
+            "status": None if status is None else status.value,
+            "retrying": retrying,
+            "after_at": None if after is None else _ts(after[0]),
+            "after_id": None if after is None else after[1],
+            "limit": -1 if limit is None else limit,
+        }
         rows = await self._read(lambda c: c.execute(sql, parameters).fetchall())
         return [_delivery(row) for row in rows]
 
@@ -363,50 +461,126 @@ class SqliteStore:
     # -- delivery queue ----------------------------------------------------------------------
 
     async def claim_due(
-        self, *, now: datetime, limit: int, lease_until: datetime, owner: str
-    ) -> list[DeliveryJob]:
-        return await self._write(partial(self._claim_due, now, limit, lease_until, owner))
-
-    def _claim_due(
-        self, now: datetime, limit: int, lease_until: datetime, owner: str, c: sqlite3.Connection
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        lease_until: datetime,
+        owner: str,
+        per_endpoint: int | None = None,
+        completed: Sequence[Completion] = (),
     ) -> list[DeliveryJob]:
         at, until = _ts(now), _ts(lease_until)
-        rows = c.execute(
-            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d"  # noqa: S608
-            " JOIN subscriptions s ON s.id = d.subscription_id"
-            " WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND s.status = 'active'"
-            " AND (d.lease_until IS NULL OR d.lease_until <= :now)"
-            " ORDER BY d.next_attempt_at, d.created_at LIMIT :limit",
-            {"now": at, "limit": limit},
-        ).fetchall()
+
+        def claim(c: sqlite3.Connection) -> list[DeliveryJob]:
+            for done in completed:
+                self._complete(done.job, done.attempt, done.outcome, done.health, c)
+            if limit <= 0:
+                return []
+            cap = per_endpoint or 2**31
+            busy = {row["endpoint"]: row["n"] for row in c.execute(_BUSY, {"now": at})}
+            taken: list[str] = []
+            probes: set[str] = set()
+            budget = max(limit, 1) * _SCAN_PER_CLAIM
+            for row in c.execute(_DUE, {"now": at}):
+                budget -= 1
+                if len(taken) >= limit or budget < 0:
+                    break
+                endpoint = row["endpoint"]
+                probing = row["circuit"] in (CircuitState.OPEN, CircuitState.HALF_OPEN)
+                if busy.get(endpoint, 0) >= (1 if probing else cap):
+                    continue
+                busy[endpoint] = busy.get(endpoint, 0) + 1
+                taken.append(row["id"])
+                if probing:
+                    probes.add(endpoint)
+            for endpoint in probes:
+                # The open circuit's pause is over: the delivery just taken is its probe.
+                c.execute(
+                    "UPDATE circuits SET state = 'half_open', probe_until = ?, updated_at = ?"
+                    " WHERE endpoint = ?",
+                    (until, at, endpoint),
+                )
+            return self._lease(c, taken, owner, until)
+
+        return await self._write(claim, durable=False)
+
+    def _lease(
+        self, c: sqlite3.Connection, ids: list[str], owner: str, until: str
+    ) -> list[DeliveryJob]:
         jobs: list[DeliveryJob] = []
-        subscriptions: dict[str, Subscription] = {}
-        for row in rows:
+        lease_until = _dt(until)
+        for delivery_id in ids:
             c.execute(
                 "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                (owner, until, row["id"]),
+                (owner, until, delivery_id),
             )
-            sub_id = row["subscription_id"]
-            if sub_id not in subscriptions:
-                sub_row = c.execute("SELECT * FROM subscriptions WHERE id = ?", (sub_id,))
-                subscriptions[sub_id] = _subscription(sub_row.fetchone())
+            row = c.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = ?",  # noqa: S608
+                (delivery_id,),
+            ).fetchone()
             event_row = c.execute("SELECT * FROM events WHERE id = ?", (row["event_id"],))
             jobs.append(
                 DeliveryJob(
                     delivery=_delivery(row),
-                    subscription=subscriptions[sub_id],
+                    subscription=self._subscription_of(c, row["subscription_id"]),
                     event=_event(event_row.fetchone()),
-                    lease_until=_dt(until),
+                    lease_until=lease_until,
                     lease_owner=owner,
                 )
             )
         return jobs
 
-    async def complete(self, job: DeliveryJob, attempt: Attempt, outcome: Outcome) -> None:
-        await self._write(partial(self._complete, job, attempt, outcome))
+    def _subscription_of(self, c: sqlite3.Connection, subscription_id: str) -> Subscription:
+        """The subscription, parsed once per version of its row: parsing (JSON columns, the
+        delivery options) cost more than the read, and is the same for every claim. Comparing
+        the whole row keeps the cache right whoever changed it, without invalidation."""
+        row = c.execute("SELECT * FROM subscriptions WHERE id = ?", (subscription_id,)).fetchone()
+        values = tuple(row)
+        cached = self._parsed.get(subscription_id)
+        if cached is not None and cached[0] == values:
+            return cached[1]
+        if len(self._parsed) >= _PARSED_SUBSCRIPTIONS:
+            self._parsed.clear()
+        parsed = _subscription(row)
+        self._parsed[subscription_id] = (values, parsed)
+        return parsed
+
+    async def claim_batch(
+        self, job: DeliveryJob, *, now: datetime, limit: int, lease_until: datetime
+    ) -> list[DeliveryJob]:
+        if limit <= 0:
+            return []
+        sql = (
+            f"SELECT d.id{_QUEUE_JOINS} WHERE d.subscription_id = :sub"
+            f" AND d.next_attempt_at <= :now AND {_CLAIMABLE}"
+            " ORDER BY d.next_attempt_at, d.rowid LIMIT :limit"
+        )
+
+        def claim(c: sqlite3.Connection) -> list[DeliveryJob]:
+            rows = c.execute(
+                sql, {"sub": job.subscription.id, "now": _ts(now), "limit": limit}
+            ).fetchall()
+            return self._lease(c, [row["id"] for row in rows], job.lease_owner, _ts(lease_until))
+
+        return await self._write(claim, durable=False)
+
+    async def complete(
+        self,
+        job: DeliveryJob,
+        attempt: Attempt,
+        outcome: Outcome,
+        health: EndpointHealth | None = None,
+    ) -> None:
+        await self._write(partial(self._complete, job, attempt, outcome, health), durable=False)
 
     def _complete(
-        self, job: DeliveryJob, attempt: Attempt, outcome: Outcome, c: sqlite3.Connection
+        self,
+        job: DeliveryJob,
+        attempt: Attempt,
+        outcome: Outcome,
+        health: EndpointHealth | None,
+        c: sqlite3.Connection,
     ) -> None:
         held = c.execute(
             "SELECT 1 FROM deliveries WHERE id = ? AND status = 'pending'"
@@ -442,22 +616,219 @@ class SqliteStore:
                 job.delivery.id,
             ),
         )
+        now = self._clock.now()
+        to_disable: list[tuple[str, str]] = []
         if outcome.disable_subscription is not None:
-            c.execute(
-                "UPDATE subscriptions SET status = 'disabled', status_reason = ? WHERE id = ?",
-                (outcome.disable_subscription, job.subscription.id),
-            )
+            to_disable.append((job.subscription.id, outcome.disable_subscription))
+        if health is not None and outcome.endpoint_failed is not None:
+            to_disable += self._record_health(c, job.subscription.endpoint, outcome, health, now)
+        for subscription_id, reason in to_disable:
+            self._disable(c, subscription_id, reason, now, health)
+
+    def _record_health(
+        self,
+        c: sqlite3.Connection,
+        endpoint: str,
+        outcome: Outcome,
+        health: EndpointHealth,
+        now: datetime,
+    ) -> list[tuple[str, str]]:
+        """Count the outcome in the endpoint's circuit; the subscriptions to disable for it."""
+        row = c.execute("SELECT * FROM circuits WHERE endpoint = ?", (endpoint,)).fetchone()
+        before = new_circuit(endpoint, now) if row is None else _circuit(row)
+        after = record(before, failed=bool(outcome.endpoint_failed), now=now, policy=health.policy)
+        c.execute(
+            "INSERT OR REPLACE INTO circuits (endpoint, state, window_start, successes, failures,"
+            " retry_at, probe_until, failing_since, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                endpoint,
+                after.state.value,
+                _ts(after.window_start),
+                after.successes,
+                after.failures,
+                None if after.retry_at is None else _ts(after.retry_at),
+                None if after.probe_until is None else _ts(after.probe_until),
+                None if after.failing_since is None else _ts(after.failing_since),
+                _ts(now),
+            ),
+        )
+        if not failing_too_long(after, now, health.policy):
+            return []
+        assert after.failing_since is not None  # noqa: S101 - implied by failing_too_long
+        reason = f"endpoint {endpoint} failing since {_ts(after.failing_since)}"
+        rows = c.execute(
+            "SELECT id FROM subscriptions WHERE endpoint = ? AND status = 'active'", (endpoint,)
+        ).fetchall()
+        return [(r["id"], reason) for r in rows]
+
+    def _disable(
+        self,
+        c: sqlite3.Connection,
+        subscription_id: str,
+        reason: str,
+        now: datetime,
+        health: EndpointHealth | None,
+    ) -> None:
+        """Disable an active subscription and, with `health`, announce it as an event."""
+        changed = c.execute(
+            "UPDATE subscriptions SET status = 'disabled', status_reason = ?, disabled_at = ?"
+            " WHERE id = ? AND status = 'active'",
+            (reason, _ts(now), subscription_id),
+        ).rowcount
+        if not changed or health is None:
+            return
+        subscription = _subscription(
+            c.execute("SELECT * FROM subscriptions WHERE id = ?", (subscription_id,)).fetchone()
+        )
+        notice = health.notice(subscription, reason, now)
+        # The notice goes the way of every event: stored, and a delivery per matching
+        # subscription. Its "message" is digibridge itself, keyed by the notice's id.
+        message_id = f"urn:digibridge:notice:{notice.id}"
+        message = InboundMessage(
+            message_id=message_id,
+            kenmerk=message_id,
+            basisregistratie="digibridge",
+            gebeurtenissoort=notice.type,
+            received_at=now,
+        )
+        self._ingest(message, (notice,), health.matcher, c)
 
     async def next_due_at(self) -> datetime | None:
-        # A leased delivery becomes claimable when its lease expires, so that time counts.
-        row = await self._read(
-            lambda c: c.execute(
-                "SELECT MIN(MAX(d.next_attempt_at, COALESCE(d.lease_until, d.next_attempt_at)))"
-                " FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
-                " WHERE d.status = 'pending' AND s.status = 'active'"
-            ).fetchone()
-        )
+        # A leased delivery becomes claimable when its lease expires, one behind an open circuit
+        # when the circuit's pause is over, so those times count.
+        row = await self._read(lambda c: c.execute(_NEXT_DUE).fetchone())
         return _dt_or_none(row[0])
+
+    async def get_circuit(self, endpoint: str) -> Circuit | None:
+        row = await self._read(
+            lambda c: c.execute("SELECT * FROM circuits WHERE endpoint = ?", (endpoint,)).fetchone()
+        )
+        return None if row is None else _circuit(row)
+
+    # -- operator actions --------------------------------------------------------------------
+
+    async def retry_delivery(self, delivery_id: str) -> Delivery | None:
+        def retry(c: sqlite3.Connection) -> Delivery | None:
+            now = _ts(self._clock.now())
+            row = c.execute(
+                "SELECT status, lease_until FROM deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            if row["status"] == "pending" and row["lease_until"] and row["lease_until"] > now:
+                raise StoreConflict(f"delivery {delivery_id} is being sent right now")
+            c.execute(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = :now,"
+                " schedule_start = :now, schedule_offset = attempts, lease_owner = NULL,"
+                " lease_until = NULL, updated_at = :now WHERE id = :id",
+                {"now": now, "id": delivery_id},
+            )
+            found = c.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = ?",  # noqa: S608
+                (delivery_id,),
+            ).fetchone()
+            return _delivery(found)
+
+        return await self._write(retry)
+
+    async def replay(
+        self,
+        subscription_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        matcher: SubscriptionMatcher,
+    ) -> int | None:
+        def replay(c: sqlite3.Connection) -> int | None:
+            row = c.execute("SELECT * FROM subscriptions WHERE id = ?", (subscription_id,))
+            found = row.fetchone()
+            if found is None:
+                return None
+            subscription = _subscription(found)
+            now = _ts(self._clock.now())
+            events = c.execute(
+                "SELECT * FROM events WHERE (:start IS NULL OR created_at >= :start)"
+                " AND (:end IS NULL OR created_at < :end) ORDER BY seq",
+                {
+                    "start": None if start is None else _ts(start),
+                    "end": None if end is None else _ts(end),
+                },
+            ).fetchall()
+            created = 0
+            for event_row in events:
+                if not matcher(subscription, _new_event(event_row)):
+                    continue
+                c.execute(
+                    "INSERT INTO deliveries (id, subscription_id, event_id, status, attempts,"
+                    " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
+                    (str(uuid.uuid4()), subscription_id, event_row["id"], "pending", now, now, now),
+                )
+                created += 1
+            return created
+
+        return await self._write(replay)
+
+    async def enable_subscription(self, subscription_id: str) -> Subscription | None:
+        def enable(c: sqlite3.Connection) -> Subscription | None:
+            row = c.execute("SELECT * FROM subscriptions WHERE id = ?", (subscription_id,))
+            found = row.fetchone()
+            if found is None:
+                return None
+            c.execute(
+                "UPDATE subscriptions SET status = 'active', status_reason = NULL,"
+                " disabled_at = NULL WHERE id = ?",
+                (subscription_id,),
+            )
+            # A fresh start: the endpoint is trusted again until it fails again.
+            c.execute("DELETE FROM circuits WHERE endpoint = ?", (found["endpoint"],))
+            row = c.execute("SELECT * FROM subscriptions WHERE id = ?", (subscription_id,))
+            return _subscription(row.fetchone())
+
+        return await self._write(enable)
+
+    async def update_delivery_settings(
+        self, subscription_id: str, settings: DeliverySettings
+    ) -> Subscription | None:
+        def update(c: sqlite3.Connection) -> Subscription | None:
+            changed = c.execute(
+                "UPDATE subscriptions SET secret = ?, mode = ?, ordered = ?, form = ?, options = ?"
+                " WHERE id = ?",
+                (
+                    settings.secret,
+                    settings.mode,
+                    int(settings.ordered),
+                    settings.form,
+                    options_json(settings),
+                    subscription_id,
+                ),
+            ).rowcount
+            if not changed:
+                return None
+            row = c.execute("SELECT * FROM subscriptions WHERE id = ?", (subscription_id,))
+            return _subscription(row.fetchone())
+
+        return await self._write(update)
+
+    async def purge(self, *, delivered_before: datetime) -> PurgeResult:
+        def purge(c: sqlite3.Connection) -> PurgeResult:
+            cut = {"cut": _ts(delivered_before)}
+            deliveries = c.execute(
+                "DELETE FROM deliveries WHERE status = 'succeeded' AND updated_at < :cut", cut
+            ).rowcount
+            events = c.execute(
+                "DELETE FROM events WHERE created_at < :cut"
+                " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+                cut,
+            ).rowcount
+            messages = c.execute(
+                "DELETE FROM messages WHERE received_at < :cut AND NOT EXISTS"
+                " (SELECT 1 FROM events e WHERE e.message_id = messages.message_id)",
+                cut,
+            ).rowcount
+            return PurgeResult(deliveries=deliveries, events=events, messages=messages)
+
+        return await self._write(purge)
 
     async def release_leases(self, owner: str | None = None) -> int:
         cursor = await self._write(
@@ -486,11 +857,12 @@ def _subscription(row: sqlite3.Row) -> Subscription:
     return Subscription(
         id=row["id"],
         sink=row["sink"],
-        delivery=DeliverySettings(
+        delivery=settings_from(
             secret=row["secret"],
             mode=row["mode"],
             ordered=bool(row["ordered"]),
             form=row["form"],
+            options=row["options"],
         ),
         created_at=_dt(row["created_at"]),
         protocol=row["protocol"],
@@ -501,6 +873,33 @@ def _subscription(row: sqlite3.Row) -> Subscription:
         sinkcredential=row["sinkcredential"],
         status=SubscriptionStatus(row["status"]),
         status_reason=row["status_reason"],
+        disabled_at=_dt_or_none(row["disabled_at"]),
+    )
+
+
+def _new_event(row: sqlite3.Row) -> NewEvent:
+    """A stored event as the matcher sees it at ingest (for replay)."""
+    return NewEvent(
+        id=row["id"],
+        type=row["type"],
+        source=row["source"],
+        subject=row["subject"],
+        time=_dt_or_none(row["time"]),
+        attributes=json.loads(row["attributes"]),
+        body=bytes(row["body"]),
+    )
+
+
+def _circuit(row: sqlite3.Row) -> Circuit:
+    return Circuit(
+        endpoint=row["endpoint"],
+        state=CircuitState(row["state"]),
+        window_start=_dt(row["window_start"]),
+        successes=row["successes"],
+        failures=row["failures"],
+        retry_at=_dt_or_none(row["retry_at"]),
+        probe_until=_dt_or_none(row["probe_until"]),
+        failing_since=_dt_or_none(row["failing_since"]),
     )
 
 
@@ -514,6 +913,9 @@ def _event(row: sqlite3.Row) -> StoredEvent:
         body=bytes(row["body"]),
         message_id=row["message_id"],
         created_at=_dt(row["created_at"]),
+        informatiearm_body=(
+            None if row["informatiearm_body"] is None else bytes(row["informatiearm_body"])
+        ),
     )
 
 
@@ -529,6 +931,8 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         updated_at=_dt(row["updated_at"]),
         last_error=row["last_error"],
         last_status_code=row["last_status_code"],
+        schedule_start=_dt_or_none(row["schedule_start"]),
+        schedule_offset=row["schedule_offset"],
     )
 
 

@@ -1,7 +1,9 @@
 """A DigiLevering-style sender: posts a DigiLevering body document as a WUS SOAP call.
 
 Used by `digibridge send` for demos, tests and smoke checks. It is a real zeep client built from
-the WSDL the receiver serves (`<to>?wsdl`), so it also proves that WSDL usable.
+the WSDL the receiver serves (`<to>?wsdl`), so it also proves that WSDL usable. With
+`ClientSecurity` it speaks the secure profiles: a client certificate for mutual TLS (2W-be), and
+a WS-Security signature on the request whose signed answer must confirm it (2W-be-S).
 
     SendError (DigibridgeError)   the call did not produce an acknowledgement: a SOAP Fault
                                   (`fault_code`, `dk_code`, `fault_string`), a transport error,
@@ -11,23 +13,30 @@ the WSDL the receiver serves (`<to>?wsdl`), so it also proves that WSDL usable.
 from __future__ import annotations
 
 import re
+import ssl
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 import zeep
 import zeep.exceptions
 import zeep.helpers
 import zeep.plugins
 from lxml import etree
 
+from digibridge.clock import Clock, SystemClock
 from digibridge.errors import DigibridgeError
 from digibridge.wus._xml import SAFE_PARSER
+from digibridge.wus.certificates import KeyMaterialError, SigningCredentials, TrustStore
 from digibridge.wus.digilevering import OPERATIONS, SOAP11_BINDING, SOAP12_BINDING
 from digibridge.wus.faults import FAULT_DETAIL_NS
+from digibridge.wus.tls import client_context
+from digibridge.wus.wsse import EnvelopeSigner, SignatureRefused, verify_envelope
 
 WSA_NS = "http://www.w3.org/2005/08/addressing"
 #: wsa:From/Address when the sender has no address of its own (Digikoppeling: `?OIN=` added).
@@ -63,6 +72,48 @@ class SendError(DigibridgeError):
         self.fault_string = fault_string
 
 
+@dataclass(frozen=True)
+class ClientSecurity:
+    """How a call is secured. `tls` carries the client certificate (mutual TLS) and the CAs the
+    server must chain to; `signer` signs the request, and then the answer must be signed by a
+    certificate chaining to `answer_trust` and confirm our signature."""
+
+    tls: ssl.SSLContext | None = None
+    #: CA bundle file the server's TLS certificate is checked against (None: system roots).
+    tls_trusted_cas: Path | None = None
+    signer: EnvelopeSigner | None = None
+    answer_trust: TrustStore | None = None
+    max_skew: timedelta = timedelta(minutes=5)
+
+
+def client_security(
+    *,
+    ca_bundle: Path | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+    sign_cert: Path | None = None,
+    sign_key: Path | None = None,
+    key_password: bytes | None = None,
+) -> ClientSecurity:
+    """ClientSecurity from PEM files: mutual TLS with `client_cert`, signing with `sign_cert`
+    (answers then verified against `ca_bundle`). KeyMaterialError names a file that fails."""
+    tls = None
+    if client_cert is not None or ca_bundle is not None:
+        tls = client_context(
+            trusted_cas=ca_bundle, certificate=client_cert, key=client_key, password=key_password
+        )
+    signer = None
+    answer_trust = None
+    if sign_cert is not None:
+        if ca_bundle is None:
+            raise KeyMaterialError("signing needs --ca-bundle to verify the signed answer with")
+        signer = EnvelopeSigner(SigningCredentials.load(sign_cert, sign_key, key_password))
+        answer_trust = TrustStore.load(ca_bundle)
+    return ClientSecurity(
+        tls=tls, tls_trusted_cas=ca_bundle, signer=signer, answer_trust=answer_trust
+    )
+
+
 def send_levering(
     message: bytes | Path,
     to: str,
@@ -71,12 +122,16 @@ def send_levering(
     message_id: str | None = None,
     from_oin: str | None = None,
     timeout: float = 30.0,
+    security: ClientSecurity | None = None,
+    clock: Clock | None = None,
 ) -> SendResult:
     """Send one DigiLevering body document to the WUS endpoint `to` and return its answer.
 
     The operation follows from the document's root element (`VerstrekkingAanAfnemer` or
     `LeveringVanDGL`); the registry's payload is passed through unchanged.
     """
+    security = security or ClientSecurity()
+    wsse = _WsSecurity.of(security, clock or SystemClock())
     if urlsplit(to).scheme not in ("http", "https") or not urlsplit(to).netloc:
         # zeep would read anything else as a local file path.
         raise SendError(f"the endpoint must be an http(s) URL, not {to!r}")
@@ -88,14 +143,14 @@ def send_levering(
     arguments = _arguments(body)
     addressing = _AddressingPlugin(message_id or f"urn:uuid:{uuid.uuid4()}", from_oin)
     # zeep's own functions are unannotated, hence the no-untyped-call ignores below.
-    session = requests.Session()
+    session = _session(security)
     transport = zeep.Transport(  # type: ignore[no-untyped-call]
         session=session, timeout=timeout, operation_timeout=timeout
     )
     settings = zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True)
     try:
         client = zeep.Client(  # type: ignore[no-untyped-call]
-            f"{to}?wsdl", transport=transport, settings=settings, plugins=[addressing]
+            f"{to}?wsdl", transport=transport, settings=settings, plugins=[addressing], wsse=wsse
         )
         binding = SOAP12_BINDING if soap12 else SOAP11_BINDING
         service = client.create_service(binding, to)  # type: ignore[no-untyped-call]
@@ -199,6 +254,70 @@ class _AddressingPlugin(zeep.plugins.Plugin):
         if relates_to is not None:
             self.relates_to = (relates_to.text or "").strip()
         return envelope, http_headers
+
+
+def _session(security: ClientSecurity) -> requests.Session:
+    session = requests.Session()
+    if security.tls is not None:
+        session.mount("https://", _TlsAdapter(security.tls))
+        if security.tls_trusted_cas is not None:
+            session.verify = str(security.tls_trusted_cas)
+    return session
+
+
+class _TlsAdapter(requests.adapters.HTTPAdapter):
+    """Uses our SSLContext (TLS 1.2+, client certificate, key password) for https."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+
+class _WsSecurity:
+    """zeep's `wsse` hook: sign the request (after the addressing plugins ran), verify the
+    answer's signature and that it confirms ours. Faults come unsigned and pass through."""
+
+    def __init__(
+        self, signer: EnvelopeSigner, trust: TrustStore, max_skew: timedelta, clock: Clock
+    ) -> None:
+        self._signer = signer
+        self._trust = trust
+        self._max_skew = max_skew
+        self._clock = clock
+        self.signature_value: str | None = None
+
+    @classmethod
+    def of(cls, security: ClientSecurity, clock: Clock) -> _WsSecurity | None:
+        if security.signer is None:
+            return None
+        if security.answer_trust is None:
+            raise SendError("a signed request needs the CAs to verify the signed answer with")
+        return cls(security.signer, security.answer_trust, security.max_skew, clock)
+
+    def apply(
+        self, envelope: etree._Element, headers: dict[str, str]
+    ) -> tuple[etree._Element, dict[str, str]]:
+        self.signature_value = self._signer.sign(envelope, now=self._clock.now())
+        return envelope, headers
+
+    def verify(self, envelope: etree._Element) -> etree._Element:
+        if envelope.find("{*}Body/{*}Fault") is not None:
+            return envelope
+        try:
+            verified = verify_envelope(
+                envelope, trust=self._trust, now=self._clock.now(), max_skew=self._max_skew
+            )
+        except SignatureRefused as exc:
+            raise SendError(f"the answer's signature is not acceptable: {exc}") from None
+        if self.signature_value not in verified.confirmations:
+            raise SendError(
+                "the signed answer does not confirm our signature (SignatureConfirmation)"
+            )
+        return envelope
 
 
 _DK_CODE_RE = re.compile(r"(?:DK)?(\d{4})$")

@@ -27,9 +27,10 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from digibridge.errors import DigibridgeError
 from digibridge.mapping.types import Levering
 from digibridge.resources import bundled
-from digibridge.wus._xml import SAFE_PARSER
+from digibridge.wus._xml import SAFE_PARSER, XmlRefused, parse_untrusted
 from digibridge.wus.faults import DkCode, SoapFault
 
 DIGILEVERING_NS = "http://www.digilevering.nl/digilevering.xsd"
@@ -130,6 +131,22 @@ def parse_levering(body_child: etree._Element) -> Levering:
     if operation is _V4:
         return _read_v4(body_child)
     return _read_v5(body_child)
+
+
+class UnreadableMessage(DigibridgeError):
+    """A DigiLevering body document (a file: a sample, a dry run) that cannot be read."""
+
+
+def read_levering(data: bytes, *, max_depth: int = 100) -> Levering:
+    """A DigiLevering body document (`VerstrekkingAanAfnemer` / `LeveringVanDGL` as its root),
+    parsed with the hardened parser and validated; UnreadableMessage saying why if it is not."""
+    try:
+        return parse_levering(parse_untrusted(data, max_depth=max_depth))
+    except XmlRefused as exc:
+        raise UnreadableMessage(exc.reason) from None
+    except SoapFault as exc:
+        where = f" (element {exc.element})" if exc.element else ""
+        raise UnreadableMessage(f"not a valid DigiLevering message{where}: {exc.reason}") from None
 
 
 def _read_v4(root: etree._Element) -> Levering:

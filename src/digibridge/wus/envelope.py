@@ -6,6 +6,7 @@ with its DK code; what passes is a `SoapRequest` the rest of the inbound side ca
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -19,8 +20,8 @@ from digibridge.wus.addressing import (
     response_headers,
 )
 from digibridge.wus.faults import DkCode, SoapFault, SoapVersion
+from digibridge.wus.wsse.names import WSSE_NS, XENC_NS
 
-WSSE_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 _ALLOWED_HEADER_NAMESPACES = frozenset({WSA_NS, WSSE_NS})
 #: WS-Addressing headers a request may carry, each at most once.
 _WSA_HEADERS = frozenset({"To", "Action", "MessageID", "From", "ReplyTo", "FaultTo", "RelatesTo"})
@@ -32,6 +33,10 @@ class SoapRequest:
     version: SoapVersion
     addressing: AddressingHeaders
     body_child: etree._Element
+    #: The whole parsed envelope (WS-Security verifies signatures over it).
+    envelope: etree._Element
+    #: The `wsse:Security` header block, when the request has one.
+    security: etree._Element | None = None
 
 
 def version_from_content_type(content_type: str | None) -> SoapVersion:
@@ -68,9 +73,18 @@ def check_http(content_type: str | None) -> None:
 
 
 def parse_request(
-    data: bytes, *, content_type: str | None, soap_action: str | None, max_depth: int
+    data: bytes,
+    *,
+    content_type: str | None,
+    soap_action: str | None,
+    max_depth: int,
+    ws_security: bool = False,
 ) -> SoapRequest:
-    """Read and check a WUS request envelope; raise SoapFault for anything not conformant."""
+    """Read and check a WUS request envelope; raise SoapFault for anything not conformant.
+
+    Without `ws_security` (no registry uses profile 2W-be-S) a `wsse:Security` header with
+    mustUnderstand is refused here; with it, the header is returned for the per-registry check.
+    """
     check_http(content_type)
     try:
         check_utf8(data)
@@ -81,16 +95,43 @@ def parse_request(
 
     version = _envelope_version(root)
     header, body = _header_and_body(root, version)
-    addressing = _addressing(header)
+    addressing, security = _addressing(header, ws_security=ws_security)
     _check_soap_action(version, content_type, soap_action, addressing.action)
     children = [child for child in body if isinstance(child.tag, str)]
+    if ws_security:
+        _refuse_encryption(children, security)
     if len(children) != 1:
         raise SoapFault(
             DkCode.INVALID_ENVELOPE,
             f"the SOAP Body must hold exactly one element, it holds {len(children)}",
             element="Body",
         )
-    return SoapRequest(version=version, addressing=addressing, body_child=children[0])
+    return SoapRequest(
+        version=version,
+        addressing=addressing,
+        body_child=children[0],
+        envelope=root,
+        security=security,
+    )
+
+
+def _refuse_encryption(
+    body_children: list[etree._Element], security: etree._Element | None
+) -> None:
+    """Profile 2W-be-SE (an encrypted Body) is not supported: say so, not "unknown element"."""
+    encrypted = any(etree.QName(child).namespace == XENC_NS for child in body_children) or (
+        security is not None
+        and any(
+            isinstance(child.tag, str) and etree.QName(child).namespace == XENC_NS
+            for child in security
+        )
+    )
+    if encrypted:
+        raise SoapFault(
+            DkCode.WRONG_HEADER_VALUE,
+            "profile 2W-be-SE (encrypted Body) is not supported by this endpoint; "
+            "send the message signed but not encrypted (profile 2W-be-S)",
+        )
 
 
 def _envelope_version(root: etree._Element) -> SoapVersion:
@@ -128,8 +169,11 @@ def _header_and_body(
     return header, body
 
 
-def _addressing(header: etree._Element | None) -> AddressingHeaders:
+def _addressing(
+    header: etree._Element | None, *, ws_security: bool
+) -> tuple[AddressingHeaders, etree._Element | None]:
     found: dict[str, str] = {}
+    security: etree._Element | None = None
     for block in header if header is not None else ():
         if not isinstance(block.tag, str):
             continue
@@ -146,7 +190,7 @@ def _addressing(header: etree._Element | None) -> AddressingHeaders:
                 f"header {block.tag!r} is not allowed: only WS-Addressing and WS-Security",
             )
         if qname.namespace == WSSE_NS:
-            _check_security_header(block)
+            security = _security_block(block, security, ws_security=ws_security)
             continue
         if qname.localname not in _WSA_HEADERS:
             raise SoapFault(DkCode.WRONG_HEADER_VALUE, f"unknown header wsa:{qname.localname}")
@@ -167,13 +211,14 @@ def _addressing(header: etree._Element | None) -> AddressingHeaders:
             DkCode.WRONG_HEADER_VALUE,
             f"wsa:ReplyTo must be omitted or {ANONYMOUS}: WUS answers on the same connection",
         )
-    return AddressingHeaders(
+    addressing = AddressingHeaders(
         to=found["To"],
         action=found["Action"],
         message_id=found["MessageID"],
         from_address=found.get("From"),
         reply_to=reply_to,
     )
+    return addressing, security
 
 
 def _header_value(block: etree._Element) -> str:
@@ -183,13 +228,31 @@ def _header_value(block: etree._Element) -> str:
     return (element.text or "").strip()
 
 
-def _check_security_header(block: etree._Element) -> None:
-    must_understand = {
-        value
+def _security_block(
+    block: etree._Element, found: etree._Element | None, *, ws_security: bool
+) -> etree._Element | None:
+    """The one wsse:Security block when WS-Security is in use; else refused as before."""
+    if not ws_security:
+        _check_security_header(block)
+        return None
+    if etree.QName(block).localname != "Security" or found is not None:
+        raise SoapFault(
+            DkCode.WRONG_HEADER_VALUE,
+            f"header {block.tag} is not allowed: one wsse:Security header at most",
+        )
+    return block
+
+
+def must_understand(block: etree._Element) -> bool:
+    """Whether a header block demands to be understood (`mustUnderstand` 1 or true)."""
+    return any(
+        etree.QName(name).localname == "mustUnderstand" and value.strip() in ("1", "true")
         for name, value in block.attrib.items()
-        if etree.QName(name).localname == "mustUnderstand"
-    }
-    if must_understand & {"1", "true"}:
+    )
+
+
+def _check_security_header(block: etree._Element) -> None:
+    if must_understand(block):
         raise SoapFault(
             DkCode.FOREIGN_HEADER,
             "WS-Security (profile 2W-be-S) is not enabled on this endpoint; "
@@ -219,11 +282,15 @@ def response_envelope(
     action: str,
     relates_to: str,
     message_id: str,
+    secure: Callable[[etree._Element], None] | None = None,
 ) -> bytes:
-    """A response envelope with the WS-Addressing answer headers around `body_child`."""
+    """A response envelope with the WS-Addressing answer headers around `body_child`;
+    `secure` may add a WS-Security header (it signs the envelope in place)."""
     ns = version.value
     envelope = etree.Element(f"{{{ns}}}Envelope", nsmap={"soap": ns, "wsa": WSA_NS})
     header = etree.SubElement(envelope, f"{{{ns}}}Header")
     response_headers(header, action=action, relates_to=relates_to, message_id=message_id)
     etree.SubElement(envelope, f"{{{ns}}}Body").append(body_child)
+    if secure is not None:
+        secure(envelope)
     return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")

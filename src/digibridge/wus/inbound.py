@@ -15,6 +15,7 @@ import structlog
 from lxml import etree
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from digibridge.clock import Clock
 from digibridge.events.filters import subscription_matches
@@ -22,6 +23,7 @@ from digibridge.events.records import to_new_event
 from digibridge.mapping.engine import MappingSet
 from digibridge.mapping.types import MappingError, NoMatchingMapping
 from digibridge.store.types import InboundMessage, Store, StoreError
+from digibridge.wus.access import InboundSecurity
 from digibridge.wus.addressing import new_message_id
 from digibridge.wus.digilevering import (
     build_acknowledgement,
@@ -37,6 +39,7 @@ from digibridge.wus.envelope import (
     version_from_content_type,
 )
 from digibridge.wus.faults import DkCode, SoapFault, SoapVersion, render_fault
+from digibridge.wus.tls import NO_PEER, PeerIdentity
 
 log = structlog.get_logger("digibridge.wus")
 
@@ -64,6 +67,7 @@ class DigileveringEndpoint:
         on_stored: Callable[[], None],
         max_body_bytes: int,
         max_depth: int,
+        security: InboundSecurity | None = None,
     ) -> None:
         self._store = store
         self._mappings = mappings
@@ -71,18 +75,31 @@ class DigileveringEndpoint:
         self._on_stored = on_stored
         self.max_body_bytes = max_body_bytes
         self._max_depth = max_depth
+        self._security = security or InboundSecurity.off(clock)
 
     async def handle(
-        self, data: bytes, *, content_type: str | None, soap_action: str | None
+        self,
+        data: bytes,
+        *,
+        content_type: str | None,
+        soap_action: str | None,
+        peer: PeerIdentity = NO_PEER,
     ) -> SoapAnswer:
-        """Process one request body; never raises for bad input, always answers."""
+        """Process one request body; never raises for bad input, always answers.
+
+        `peer` is the client certificate the request came with (mutual TLS), if any.
+        """
         version = version_from_content_type(content_type)
         try:
             request = parse_request(
-                data, content_type=content_type, soap_action=soap_action, max_depth=self._max_depth
+                data,
+                content_type=content_type,
+                soap_action=soap_action,
+                max_depth=self._max_depth,
+                ws_security=self._security.ws_security_enabled,
             )
             version = request.version
-            return await self._accept(request.version, request, data)
+            return await self._accept(request.version, request, data, peer)
         except SoapFault as fault:
             log.warning(
                 "soap_refused",
@@ -92,7 +109,9 @@ class DigileveringEndpoint:
             )
             return fault_answer(fault, version)
 
-    async def _accept(self, version: SoapVersion, request: SoapRequest, data: bytes) -> SoapAnswer:
+    async def _accept(
+        self, version: SoapVersion, request: SoapRequest, data: bytes, peer: PeerIdentity
+    ) -> SoapAnswer:
         addressing = request.addressing
         operation = operation_for(request.body_child)
         if addressing.action != operation.action:
@@ -102,6 +121,7 @@ class DigileveringEndpoint:
                 f"(expected {operation.action!r})",
             )
         levering = parse_levering(request.body_child)
+        sender = self._security.check(request, levering.basisregistratie, peer)
         received_at = self._clock.now()
         try:
             events = self._mappings().map(levering)
@@ -125,7 +145,7 @@ class DigileveringEndpoint:
             basisregistratie=levering.basisregistratie,
             gebeurtenissoort=levering.gebeurtenissoort,
             received_at=received_at,
-            sender_oin=addressing.sender_oin,
+            sender_oin=sender.oin,
             raw=data,
         )
         try:
@@ -169,6 +189,9 @@ class DigileveringEndpoint:
             action=operation.response_action,
             relates_to=addressing.message_id,
             message_id=new_message_id(),
+            secure=(lambda envelope: self._security.sign_answer(envelope, sender))
+            if sender.signature is not None
+            else None,
         )
         return SoapAnswer(200, version.content_type, body)
 
@@ -202,10 +225,14 @@ class WusRoutes:
     """Starlette endpoints for `POST /wus/digilevering` and `GET /wus/digilevering?wsdl`."""
 
     def __init__(
-        self, endpoint: Callable[[], DigileveringEndpoint], public_url: str | None
+        self,
+        endpoint: Callable[[], DigileveringEndpoint],
+        public_url: str | None,
+        identify: Callable[[Scope], PeerIdentity] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._public_url = public_url
+        self._identify = identify
 
     async def post(self, request: Request) -> Response:
         endpoint = self._endpoint()
@@ -229,7 +256,10 @@ class WusRoutes:
         except ClientDisconnect:
             return Response(status_code=400)
         answer = await endpoint.handle(
-            data, content_type=content_type, soap_action=request.headers.get("soapaction")
+            data,
+            content_type=content_type,
+            soap_action=request.headers.get("soapaction"),
+            peer=self._identify(request.scope) if self._identify else NO_PEER,
         )
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
 

@@ -1,0 +1,79 @@
+"""The HTTP clients webhooks go out on: one shared, plus one per client certificate (mTLS).
+
+Every client connects through the SSRF guard (`GuardedTransport`), never follows redirects and
+ignores proxy settings from the environment (a proxy would resolve names behind the guard).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import ssl
+import tempfile
+
+import httpx
+
+from digibridge.delivery.guard import GuardedTransport, SinkGuard
+from digibridge.store.types import ClientTls
+
+
+def ssl_context(tls: ClientTls | None = None) -> ssl.SSLContext:
+    """Verification with the system's roots (or the subscription's CAs), plus its client
+    certificate when it has one."""
+    if tls is not None and tls.ca is not None:
+        context = ssl.create_default_context(cadata=tls.ca)
+    else:
+        context = httpx.create_ssl_context()
+    if tls is not None:
+        _load_client_certificate(context, tls)
+    return context
+
+
+def _load_client_certificate(context: ssl.SSLContext, tls: ClientTls) -> None:
+    # The ssl module loads a certificate and key only from files: write them to a private
+    # temporary folder and remove them at once.
+    with tempfile.TemporaryDirectory(prefix="digibridge-tls-") as folder:
+        certificate = os.path.join(folder, "client.pem")
+        key = os.path.join(folder, "client.key")
+        for path, text in ((certificate, tls.certificate), (key, tls.key)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as file:
+                file.write(text)
+        context.load_cert_chain(certificate, key)
+
+
+class Clients:
+    """Hands out the client for a subscription's TLS settings; closes them all at the end."""
+
+    def __init__(self, guard: SinkGuard, *, max_connections: int = 100) -> None:
+        self.guard = guard
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._shared: httpx.AsyncClient | None = None
+        self._by_tls: dict[str, httpx.AsyncClient] = {}
+
+    def _client(self, tls: ClientTls | None) -> httpx.AsyncClient:
+        transport = GuardedTransport(self.guard, ssl_context=ssl_context(tls), limits=self._limits)
+        return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+
+    def shared(self) -> httpx.AsyncClient:
+        if self._shared is None:
+            self._shared = self._client(None)
+        return self._shared
+
+    def for_tls(self, tls: ClientTls | None) -> httpx.AsyncClient:
+        if tls is None:
+            return self.shared()
+        key = hashlib.sha256(f"{tls.certificate}\0{tls.key}\0{tls.ca}".encode()).hexdigest()
+        client = self._by_tls.get(key)
+        if client is None:
+            client = self._by_tls[key] = self._client(tls)
+        return client
+
+    async def aclose(self) -> None:
+        clients = [*self._by_tls.values(), *([self._shared] if self._shared else [])]
+        self._by_tls.clear()
+        self._shared = None
+        for client in clients:
+            await client.aclose()

@@ -1,0 +1,193 @@
+"""The store's side of the delivery engine (every backend): per-endpoint limits, circuits,
+ordering, operator actions, paging and retention."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from digibridge.store.types import (
+    CircuitPolicy,
+    CircuitState,
+    DeliveryStatus,
+    EndpointHealth,
+    NewEvent,
+    Outcome,
+    OutcomeKind,
+    Store,
+    StoreConflict,
+    Subscription,
+    SubscriptionStatus,
+)
+from tests.store.test_store_contract import (
+    LEASE,
+    attempt_for,
+    claim,
+    event,
+    match_all,
+    message,
+    subscription,
+)
+
+if TYPE_CHECKING:
+    from tests.store.conftest import FakeClock
+
+pytestmark = pytest.mark.anyio
+
+
+async def ingest(store: Store, *event_ids: str, subject: str = "obj-1") -> None:
+    for event_id in event_ids:
+        ev = replace(event(event_id), subject=subject)
+        await store.ingest(message(f"uuid:{event_id}", f"K-{event_id}"), [ev], match_all)
+
+
+def health(**policy: object) -> EndpointHealth:
+    def notice(sub: Subscription, reason: str, at: object) -> NewEvent:
+        return replace(event(f"notice-{sub.id}"), type="nl.digibridge.subscription.disabled")
+
+    return EndpointHealth(CircuitPolicy(**policy), notice, match_all)  # type: ignore[arg-type]
+
+
+async def test_claims_respect_the_per_endpoint_limit(store: Store, clock: FakeClock) -> None:
+    await store.create_subscription(subscription("a", sink="https://one.example/a"))
+    await store.create_subscription(subscription("b", sink="https://one.example/b"))
+    await store.create_subscription(subscription("c", sink="https://two.example/c"))
+    await ingest(store, "ev-1", "ev-2", "ev-3")
+    now = clock.now()
+
+    first = await store.claim_due(
+        now=now, limit=10, lease_until=now + LEASE, owner="w1", per_endpoint=2
+    )
+    again = await store.claim_due(
+        now=now, limit=10, lease_until=now + LEASE, owner="w2", per_endpoint=3
+    )
+
+    endpoints = [job.subscription.endpoint for job in first]
+    assert endpoints.count("https://one.example") == 2
+    assert endpoints.count("https://two.example") == 2
+    # one.example: 2 leased + 1 more under its limit of 3; two.example has 1 left.
+    assert sorted(job.subscription.endpoint for job in again) == [
+        "https://one.example",
+        "https://two.example",
+    ]
+
+
+async def test_ordered_subscriptions_get_one_delivery_per_subject_at_a_time(
+    store: Store, clock: FakeClock
+) -> None:
+    ordered = subscription("o")
+    await store.create_subscription(
+        replace(ordered, delivery=replace(ordered.delivery, ordered=True))
+    )
+    await ingest(store, "ev-1", "ev-2")
+    await ingest(store, "ev-3", subject="obj-2")
+
+    jobs = await claim(store, clock.now())
+    assert sorted(job.event.id for job in jobs) == ["ev-1", "ev-3"]
+    first = next(job for job in jobs if job.event.id == "ev-1")
+    await store.complete(first, attempt_for(first, 204), Outcome(OutcomeKind.SUCCEEDED))
+    assert [job.event.id for job in await claim(store, clock.now(), owner="w2")] == ["ev-2"]
+
+
+async def test_an_open_circuit_holds_deliveries_then_lets_one_probe_through(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.create_subscription(subscription("a"))
+    await ingest(store, "ev-1", "ev-2", "ev-3")
+    rules = health(min_requests=1, pause=timedelta(seconds=30))
+    job, *_rest = await claim(store, clock.now(), limit=1)
+    failed = Outcome(OutcomeKind.RETRY, retry_at=clock.now(), endpoint_failed=True)
+    await store.complete(job, attempt_for(job, 503), failed, rules)
+
+    circuit = await store.get_circuit("http://127.0.0.1:9")
+    assert circuit is not None
+    assert circuit.state is CircuitState.OPEN
+    assert await claim(store, clock.now()) == []
+    assert await store.next_due_at() == clock.now() + timedelta(seconds=30)
+
+    clock.advance(timedelta(seconds=30))
+    probe = await claim(store, clock.now())
+    assert len(probe) == 1
+    half = await store.get_circuit("http://127.0.0.1:9")
+    assert half is not None
+    assert half.state is CircuitState.HALF_OPEN
+    assert await claim(store, clock.now(), owner="w2") == []
+    succeeded = Outcome(OutcomeKind.SUCCEEDED, endpoint_failed=False)
+    await store.complete(probe[0], attempt_for(probe[0], 204), succeeded, rules)
+    assert len(await claim(store, clock.now(), owner="w3")) == 2
+
+
+async def test_operator_actions_retry_replay_enable(store: Store, clock: FakeClock) -> None:
+    await store.create_subscription(subscription("a"))
+    await ingest(store, "ev-1", "ev-2")
+    jobs = await claim(store, clock.now())
+    for job in jobs:
+        dead = Outcome(OutcomeKind.DEAD, reason="400 Bad Request", disable_subscription="gone")
+        await store.complete(job, attempt_for(job, 400), dead)
+    disabled = await store.get_subscription("a")
+    assert disabled is not None
+    assert disabled.status is SubscriptionStatus.DISABLED
+    assert disabled.disabled_at == clock.now()
+    enabled = await store.enable_subscription("a")
+    assert enabled is not None
+    assert (enabled.status, enabled.status_reason) == (SubscriptionStatus.ACTIVE, None)
+    await ingest(store, "ev-3")
+    [leased] = await claim(store, clock.now())
+    with pytest.raises(StoreConflict):
+        await store.retry_delivery(leased.delivery.id)  # in flight
+
+    clock.advance(timedelta(hours=100))
+    retried = await store.retry_delivery(jobs[0].delivery.id)
+    assert retried is not None
+    assert retried.status is DeliveryStatus.PENDING
+    assert (retried.schedule_start, retried.schedule_offset) == (clock.now(), 1)
+    assert await store.retry_delivery("nope") is None
+
+    assert await store.replay("a", start=None, end=None, matcher=match_all) == 3
+    assert await store.replay("a", start=clock.now(), end=None, matcher=match_all) == 0
+    assert await store.replay("nope", start=None, end=None, matcher=match_all) is None
+
+
+async def test_deliveries_page_by_cursor_and_status(store: Store, clock: FakeClock) -> None:
+    await store.create_subscription(subscription("a"))
+    for n in range(5):
+        await ingest(store, f"ev-{n}")
+        clock.advance(timedelta(seconds=1))
+    everything = await store.list_deliveries()
+
+    first = await store.list_deliveries(limit=2)
+    rest = await store.list_deliveries(after=(first[-1].created_at, first[-1].id), limit=10)
+
+    assert first + rest == everything
+    [job] = await claim(store, clock.now(), limit=1)
+    retry = Outcome(OutcomeKind.RETRY, retry_at=clock.now())
+    await store.complete(job, attempt_for(job, 503), retry)
+    assert [d.id for d in await store.list_deliveries(retrying=True)] == [job.delivery.id]
+    assert len(await store.list_deliveries(retrying=False)) == 4
+
+
+async def test_purge_keeps_dead_letters_and_drops_old_deliveries(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.create_subscription(subscription("a"))
+    await ingest(store, "ev-ok", "ev-dead")
+    for job in await claim(store, clock.now()):
+        outcome = (
+            Outcome(OutcomeKind.SUCCEEDED)
+            if job.event.id == "ev-ok"
+            else Outcome(OutcomeKind.DEAD, reason="400")
+        )
+        await store.complete(job, attempt_for(job, 200), outcome)
+
+    assert (await store.purge(delivered_before=clock.now())).deliveries == 0
+    clock.advance(timedelta(days=31))
+    result = await store.purge(delivered_before=clock.now() - timedelta(days=30))
+
+    assert (result.deliveries, result.events, result.messages) == (1, 1, 1)
+    assert await store.get_event("ev-ok") is None
+    assert await store.get_event("ev-dead") is not None
+    [kept] = await store.list_deliveries()
+    assert kept.status is DeliveryStatus.DEAD
