@@ -154,3 +154,8 @@ def test_the_catalogue_describes_every_type(mappings: MappingSet) -> None:
         "items": {"type": "string"},
         "minItems": 1,
     }
+
+
+def test_a_problem_inside_an_array_names_the_item(features: MappingSet) -> None:
+    with pytest.raises(MappingError, match=r"data\.regels\[1\]\.omschrijving is required"):
+        features.map(levering_from_file(MESSAGES / "tst-alles-regel-zonder-omschrijving.xml"))

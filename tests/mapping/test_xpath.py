@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from digibridge.mapping._fastpath import IndexPlan
 from digibridge.mapping._xpath import (
     ChildIndex,
     CompiledXPath,
@@ -109,6 +110,33 @@ def test_the_fast_forms_give_what_lxml_gives_on_every_sample() -> None:
                 assert compiled.fast is not None
                 fast = compiled.fast(node, index)
                 assert fast == compiled.xpath(node), (compiled.expression, sample.name)
+
+
+def test_the_first_item_walkers_give_lxmls_first_item_on_every_sample() -> None:
+    """Values read only the first item of a child path (`first`, no lists built); with the
+    index bucketing only what the mapping set's paths need (`IndexPlan`), both `first` and the
+    whole node-set must still be what lxml gives, on every element of every sample."""
+
+    expressions = [c for _, c in _compiled_expressions() if c.fast is not None]
+    plan = IndexPlan()
+    for compiled in expressions:
+        plan |= compiled.index_plan
+    paths = [c for c in expressions if c.first is not None]
+    assert len(paths) > 100
+    for sample in sample_paths():
+        payload = levering_from_file(sample).payload
+        planned = ChildIndex(plan)
+        for node in payload.iter():
+            if not isinstance(node.tag, str):
+                continue
+            for compiled in expressions:
+                assert compiled.fast is not None
+                expected = compiled.xpath(node)
+                assert compiled.fast(node, planned) == expected, compiled.expression
+                if compiled.first is not None:
+                    first = expected[0] if expected else None
+                    assert compiled.first(node, planned) == first, compiled.expression
+                    assert compiled.first(node, ChildIndex()) == first, compiled.expression
 
 
 @pytest.mark.parametrize(

@@ -185,6 +185,8 @@ class ValueCompiler:
     def attribute(self, spec: ValueSpec, path: str) -> Reader:
         """A value for a context attribute: a string, integer or boolean (others as text)."""
         read = self.value(spec, path)
+        if isinstance(spec, TemplateSpec):  # text already, or nothing
+            return read
 
         def read_attribute(node: etree._Element, message: Message) -> Any:
             value = read(node, message)
@@ -310,6 +312,18 @@ class ValueCompiler:
         fields = [(name, envelope_field(name, self.default_oin)) for name in spec.parts[1::2]]
         optional = spec.optional
         fail = self.fail
+        if len(fields) == 1:  # `urn:nld:oin:{verstrekker_oin}:systeem:BRP`, every event's source
+            (name, read), (before, after) = fields[0], texts
+
+            def render_one(node: etree._Element, message: Message) -> Any:
+                value = read(message.levering)
+                if not value:
+                    if not optional:
+                        fail(f"template {spec.template!r}: {{{name}}} has no value", spec.mark)
+                    return None
+                return before + value + after
+
+            return render_one
 
         def render(node: etree._Element, message: Message) -> Any:
             pieces = [texts[0]]
