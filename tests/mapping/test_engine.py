@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import jsonschema
 import pytest
 
-from digibridge.mapping.engine import MappingSet, event_id
+from digibridge.mapping.engine import EVENT_ID_NAMESPACE, MappingSet, event_id
 from digibridge.mapping.types import MappingError, NoMatchingMapping
 from tests.mapping.conftest import FIXTURES, levering_from_file
 
@@ -159,3 +160,14 @@ def test_the_catalogue_describes_every_type(mappings: MappingSet) -> None:
 def test_a_problem_inside_an_array_names_the_item(features: MappingSet) -> None:
     with pytest.raises(MappingError, match=r"data\.regels\[1\]\.omschrijving is required"):
         features.map(levering_from_file(MESSAGES / "tst-alles-regel-zonder-omschrijving.xml"))
+
+
+@pytest.mark.parametrize(
+    ("kenmerk", "rule", "index"),
+    [("7b1f3c2e@digilevering.nl", "persoon-verhuisd", 0), ("ü€-𝄞", "r", 12), ("", "", 0)],
+)
+def test_event_id_is_the_uuid5_of_kenmerk_rule_and_index(
+    kenmerk: str, rule: str, index: int
+) -> None:
+    expected = uuid.uuid5(EVENT_ID_NAMESPACE, f"{kenmerk}|{rule}|{index}")
+    assert event_id(kenmerk, rule, index) == str(expected)

@@ -9,6 +9,7 @@ which rules to try and collects what they make.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -35,11 +36,19 @@ from digibridge.mapping.types import Levering
 
 #: Namespace of the UUID v5 event ids. Fixed forever: changing it changes every event id.
 EVENT_ID_NAMESPACE = uuid.UUID("d76a5a2f-6480-471a-bb6d-5cb72953637f")
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
 
 
 def event_id(kenmerk: str, rule_name: str, index: int) -> str:
-    """The deterministic id of the `index`-th event that rule `rule_name` makes of a message."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{kenmerk}|{rule_name}|{index}"))
+    """The deterministic id of the `index`-th event that rule `rule_name` makes of a message:
+    `uuid5(EVENT_ID_NAMESPACE, "kenmerk|rule|index")`, computed without building `uuid.UUID`
+    objects (a tenth of the mapping of a message went there)."""
+    name = f"{kenmerk}|{rule_name}|{index}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 #: One piece of a `dataref`: its text from the event id, subject, informatiearm data and message.
