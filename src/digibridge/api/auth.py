@@ -9,10 +9,47 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from dataclasses import dataclass
 
 from starlette.requests import Request
 
 from digibridge.api.problems import Problem
+
+#: Scope that sees and manages every consumer's subscriptions and deliveries.
+ADMIN_SCOPE = "deliveries:admin"
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """Who is calling: an API key's name or an OAuth `client_id`, with the scopes granted."""
+
+    id: str
+    scopes: frozenset[str]
+
+    @property
+    def admin(self) -> bool:
+        return ADMIN_SCOPE in self.scopes
+
+
+#: The caller on loopback when no keys and no OAuth are configured (the embedded default).
+LOCAL_CONSUMER = Consumer(
+    id="local",
+    scopes=frozenset(
+        {
+            "subscriptions:read",
+            "subscriptions:write",
+            "events:read",
+            ADMIN_SCOPE,
+            "terugmeldingen:write",
+        }
+    ),
+)
+
+
+def consumer_of(request: Request) -> Consumer:
+    """The consumer the auth dependency identified for this request."""
+    consumer = getattr(request.state, "consumer", None)
+    return consumer if isinstance(consumer, Consumer) else LOCAL_CONSUMER
 
 
 def _is_loopback(host: str | None) -> bool:

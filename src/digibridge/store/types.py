@@ -126,6 +126,9 @@ class Subscription:
     #: Why the subscription was disabled (e.g. `410 Gone from sink`), None while active.
     status_reason: str | None = None
     disabled_at: datetime | None = None
+    #: The consumer (API key name or OAuth `client_id`) that created it; only it (or an admin)
+    #: sees it. None for subscriptions made before ownership was recorded: admin-only.
+    owner: str | None = None
 
     @property
     def endpoint(self) -> str:
