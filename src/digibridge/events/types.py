@@ -38,6 +38,40 @@ class CloudEvent:
     #: for subscriptions that ask for it; None when the producer made none.
     informatiearm: CloudEvent | None = field(default=None, repr=False)
 
+    @classmethod
+    def assembled(
+        cls,
+        *,
+        id: str,
+        source: str,
+        type: str,
+        time: datetime | None,
+        subject: str | None,
+        dataschema: str | None,
+        data: Any,
+        extensions: Mapping[str, str | int | bool],
+        informatiearm: CloudEvent | None = None,
+    ) -> CloudEvent:
+        """The event the constructor would make, without the frozen dataclass `__init__` (one
+        `object.__setattr__` per field: a tenth of mapping a message). For the mapping engine,
+        which makes two per event; `datacontenttype` is JSON."""
+        event = object.__new__(cls)
+        event.__dict__.update(
+            {
+                "id": id,
+                "source": source,
+                "type": type,
+                "time": time,
+                "subject": subject,
+                "datacontenttype": JSON_CONTENT_TYPE,
+                "dataschema": dataschema,
+                "data": data,
+                "extensions": extensions,
+                "informatiearm": informatiearm,
+            }
+        )
+        return event
+
     def attributes(self) -> dict[str, Any]:
         """Context attributes as JSON-format values (time as RFC 3339), unset ones left out."""
         attributes: dict[str, Any] = {

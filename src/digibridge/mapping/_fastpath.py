@@ -67,9 +67,45 @@ class ChildIndex:
     def __init__(self, plan: IndexPlan | None = None) -> None:
         self.parents: dict[etree._Element, dict[Any, list[etree._Element]]] = {}
         self.plan = plan
+        #: The common plan, where every predicate tests one attribute (e.g. `@nummer`).
+        self._one = (
+            next(iter(plan.attributes)) if plan is not None and len(plan.attributes) == 1 else None
+        )
 
     def build(self, parent: etree._Element) -> dict[Any, list[etree._Element]]:
         """Index the children of `parent`: by tag, and by (tag, attribute, value)."""
+        name = self._one
+        if name is None or self.plan is None:
+            buckets = self._build_any(parent)
+            self.parents[parent] = buckets
+            return buckets
+        # The common plan inline, without a loop over attribute names per child and without
+        # allocating a list for a bucket that exists: this runs for every parent of a message.
+        tags = self.plan.tags
+        buckets = {}
+        get_bucket = buckets.get
+        for child in parent:
+            tag = child.tag
+            if type(tag) is not str:  # comments, processing instructions
+                continue
+            if tag in tags:
+                bucket = get_bucket(tag)
+                if bucket is None:
+                    buckets[tag] = [child]
+                else:
+                    bucket.append(child)
+            value = child.get(name)
+            if value is not None:
+                key = (tag, name, value)
+                bucket = get_bucket(key)
+                if bucket is None:
+                    buckets[key] = [child]
+                else:
+                    bucket.append(child)
+        self.parents[parent] = buckets
+        return buckets
+
+    def _build_any(self, parent: etree._Element) -> dict[Any, list[etree._Element]]:
         buckets: dict[Any, list[etree._Element]] = {}
         plan = self.plan
         tags = None if plan is None else plan.tags
@@ -84,7 +120,6 @@ class ChildIndex:
                 value = child.get(name)
                 if value is not None:
                     buckets.setdefault((tag, name, value), []).append(child)
-        self.parents[parent] = buckets
         return buckets
 
 
@@ -119,6 +154,12 @@ class ChildPath:
         object.__setattr__(self, "keys", tuple(keys))
         object.__setattr__(self, "evaluate", _selector(self.keys, self.attribute))
         object.__setattr__(self, "first", _first(self.keys, self.attribute))
+
+    @property
+    def two_keys(self) -> tuple[Any, Any] | None:
+        """The two index keys when the path is `a[@n='x']/b[@n='y']`-shaped, else None: the
+        shape of nearly every value, which readers walk inline."""
+        return _two_plain_keys(self.keys, self.attribute)
 
     @property
     def plan(self) -> IndexPlan:

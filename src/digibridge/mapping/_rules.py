@@ -51,6 +51,9 @@ def event_id(kenmerk: str, rule_name: str, index: int) -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+#: How many distinct computed sources a rule remembers as checked.
+_MAX_CHECKED_SOURCES = 256
+
 #: One piece of a `dataref`: its text from the event id, subject, informatiearm data and message.
 _DatarefPiece = Callable[[str, str | None, Mapping[str, Any], Levering], object]
 
@@ -108,6 +111,9 @@ class CompiledRule:
         self._source = compiler.attribute(event.source, "source")
         # A literal source passed the NL GOV check at load; a computed one is checked per event.
         self._check_source = not isinstance(event.source, LiteralSpec)
+        #: Computed sources that passed the check: a registry sends from a handful of OINs, so
+        #: each is checked once (bounded, in case a message field varies wildly).
+        self._sources_ok: set[str] = set()
         self._subject = (
             None if event.subject is None else compiler.attribute(event.subject, "subject")
         )
@@ -174,8 +180,10 @@ class CompiledRule:
         if source is None:  # pragma: no cover - the loader refuses an optional source
             self._fail("source has no value", rule.mark)
         source = str(source)
-        if self._check_source:
+        if self._check_source and source not in self._sources_ok:
             self._check(nlgov.source_problems(source), "source", rule.mark)
+            if len(self._sources_ok) < _MAX_CHECKED_SOURCES:
+                self._sources_ok.add(source)
         subject = None
         if self._subject is not None:
             subject_value = self._subject(node, message)
@@ -195,7 +203,7 @@ class CompiledRule:
         time = self._time(node, message)
         arm_data = _pick(data, self._identifiers) if data else {}
         dataref = self._dataref(new_id, subject, arm_data, levering)
-        informatiearm = CloudEvent(
+        informatiearm = CloudEvent.assembled(
             id=new_id,
             source=source,
             type=self._type,
@@ -205,7 +213,7 @@ class CompiledRule:
             data=arm_data,
             extensions={**extensions, "dataref": dataref},
         )
-        return CloudEvent(
+        return CloudEvent.assembled(
             id=new_id,
             source=source,
             type=self._type,

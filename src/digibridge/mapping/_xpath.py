@@ -157,6 +157,11 @@ class CompiledXPath:
         return self.fast.first if isinstance(self.fast, ChildPath) else None
 
     @property
+    def two_keys(self) -> tuple[Any, Any] | None:
+        """For a two-step child path with plain predicates, its two `ChildIndex` keys."""
+        return self.fast.two_keys if isinstance(self.fast, ChildPath) else None
+
+    @property
     def index_plan(self) -> IndexPlan:
         """What a `ChildIndex` must bucket for this expression's fast form."""
         return IndexPlan() if self.fast is None else self.fast.plan
