@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.digimelding import StubHandle, running_stub
 from tests.support.gateway import GatewayProcess
 from tests.support.pki import LocalPki
 from tests.support.sinks import ScriptedSink
@@ -39,3 +40,10 @@ def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
 def pki(tmp_path_factory: pytest.TempPathFactory) -> LocalPki:
     """The test PKI (CA bundle, server and client certificates with test OINs) as files."""
     return LocalPki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def digimelding_stub() -> Iterator[StubHandle]:
+    """A DigiMelding stub (real SOAP server, plain HTTP) on loopback, fresh per test."""
+    with running_stub() as stub:
+        yield stub

@@ -12,33 +12,51 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import structlog
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digibridge.api import (
     admin,
+    asyncapi,
     deliveries,
     event_types,
     events,
     health,
+    openapi,
     problems,
     subscriptions,
+    terugmeldingen,
 )
-from digibridge.api.auth import authorise
+from digibridge.api.auth import (
+    ADMIN_SCOPE,
+    EVENTS_READ,
+    SUBSCRIPTIONS_READ,
+    SUBSCRIPTIONS_WRITE,
+    TERUGMELDINGEN_WRITE,
+    ApiAuthentication,
+    Authenticator,
+    require_scope,
+    scope_by_method,
+)
+from digibridge.api.media_types import require_json_body
 from digibridge.clock import Clock, SystemClock
 from digibridge.config import ConfigError, Settings
 from digibridge.delivery.dispatcher import Dispatcher
+from digibridge.delivery.dmks_workers import DmksWorkers, dmks_workers
 from digibridge.delivery.guard import SinkGuard
 from digibridge.delivery.retention import Janitor
 from digibridge.delivery.retry import RetryPolicy
 from digibridge.mapping.engine import MappingSet
+from digibridge.metrics import Metrics, timed
+from digibridge.otel import spans_for
 from digibridge.runtime import MappingsRefused, Runtime, load_checked_mappings
 from digibridge.store.sqlite import SqliteStore
 from digibridge.store.types import CircuitPolicy, Store
+from digibridge.tracing import Spans, TraceMiddleware
 from digibridge.wus.inbound import DigileveringEndpoint, WusRoutes
 from digibridge.wus.security import configure as configure_wus_security
 
@@ -100,6 +118,50 @@ class ApiVersionHeader:
         await self.app(scope, receive, send_with_version)
 
 
+def include_api_routers(app: FastAPI, authenticator: Authenticator) -> None:
+    """The `/v1` routers behind `authenticator`, each with the scope its route family needs
+    (docs/security.md, "REST API access"); the event catalogue is public, like the API
+    documents."""
+    app.state.authenticator = authenticator
+    app.add_middleware(ApiAuthentication, authenticator=authenticator)
+    manage = Depends(scope_by_method(read=SUBSCRIPTIONS_READ, write=SUBSCRIPTIONS_WRITE))
+    for router, access in (
+        (subscriptions.router, [manage]),
+        (event_types.router, []),
+        (events.router, [Depends(require_scope(EVENTS_READ))]),
+        (admin.router, [Depends(require_scope(ADMIN_SCOPE))]),
+        (deliveries.router, [manage]),
+        (deliveries.actions, [manage]),
+    ):
+        app.include_router(router, dependencies=[*access, Depends(require_json_body)])
+
+
+def include_terugmeldingen(app: FastAPI, runtime: Runtime) -> DmksWorkers:
+    """The reverse path: `/v1/terugmeldingen` (scope `terugmeldingen:write`) and the workers
+    that send terugmeldingen to DigiMelding and poll their statuses (the lifespan runs them).
+    The router reads the reverse mappings and wakes the outbox through `app.state`."""
+    settings = runtime.settings
+    dmks = dmks_workers(settings, runtime.store, runtime.clock, runtime.events_stored)
+    app.state.reverse_mappings = dmks.reverse
+    app.state.dmks_outbox = dmks.outbox
+    app.include_router(
+        terugmeldingen.router,
+        dependencies=[Depends(require_scope(TERUGMELDINGEN_WRITE)), Depends(require_json_body)],
+    )
+    return dmks
+
+
+def install_documents(app: FastAPI, settings: Settings) -> None:
+    """`/v1/openapi.json` (and `/v1/docs`) and `/v1/asyncapi.json`, open to everyone."""
+    contact = {
+        "name": settings.api_contact_name,
+        "email": settings.api_contact_email,
+        "url": settings.api_contact_url or settings.base_url,
+    }
+    openapi.install(app, contact=contact)
+    asyncapi.install(app, contact=contact)
+
+
 async def preflight(app: FastAPI) -> None:
     """Open and close the store once (migrations, lock), so a start-up problem is reported as
     one clear message before the server starts instead of a lifespan traceback."""
@@ -114,12 +176,18 @@ async def _reload_quietly(runtime: Runtime) -> None:
         await runtime.reload_mappings(trigger="SIGHUP")
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
-    """The gateway as an ASGI app; nothing is opened until the lifespan starts."""
-    clock = clock or SystemClock()
-    store = open_store(settings, clock)
-    mappings = load_mappings(settings)
-    dispatcher = Dispatcher(
+async def release_leftover_leases(store: Store) -> None:
+    """Deliveries leased by a process that was killed go back to the queue at start."""
+    released = await store.release_leases()
+    if released:
+        log.info("leases_released", count=released)
+
+
+def make_dispatcher(
+    settings: Settings, store: Store, clock: Clock, metrics: Metrics, spans: Spans
+) -> Dispatcher:
+    """This process's dispatcher, named by host and pid (its leases carry the name)."""
+    return Dispatcher(
         store,
         policy=retry_policy(settings),
         clock=clock,
@@ -129,7 +197,19 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         request_timeout=settings.delivery_timeout,
         circuit=circuit_policy(settings),
         guard=SinkGuard(settings.sink_allowlist),
+        origin=settings.request_origin,
+        metrics=metrics,
+        spans=spans,
     )
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    """The gateway as an ASGI app; nothing is opened until the lifespan starts."""
+    clock = clock or SystemClock()
+    metrics, spans = Metrics(), spans_for(settings)
+    store = timed(open_store(settings, clock), metrics)
+    mappings = load_mappings(settings)
+    dispatcher = make_dispatcher(settings, store, clock, metrics, spans)
     janitor = Janitor(
         store,
         keep=timedelta(days=settings.retention_days),
@@ -137,26 +217,32 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         clock=clock,
     )
     runtime = Runtime(
-        settings=settings, store=store, clock=clock, mappings=mappings, dispatcher=dispatcher
+        settings=settings,
+        store=store,
+        clock=clock,
+        mappings=mappings,
+        dispatcher=dispatcher,
+        metrics=metrics,
     )
     wus_security = configure_wus_security(settings, clock)
     endpoint = DigileveringEndpoint(
         store=store,
         mappings=runtime.current_mappings,
         clock=clock,
-        on_stored=dispatcher.wake,
+        on_stored=runtime.events_stored,
         max_body_bytes=settings.max_body_bytes,
         max_depth=settings.max_xml_depth,
         security=wus_security.inbound,
+        metrics=metrics,
+        spans=spans,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
-        released = await store.release_leases()
-        if released:
-            log.info("leases_released", count=released)
+        await release_leftover_leases(store)
         task = asyncio.create_task(dispatcher.run(), name="digibridge-dispatcher")
+        await dmks.start(store)
         cleanup = asyncio.create_task(janitor.run(), name="digibridge-cleanup")
         loop = asyncio.get_running_loop()
         reloads: set[asyncio.Task[object]] = set()
@@ -167,50 +253,78 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
             reload.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
-        runtime.ready = True
+        runtime.started()
         log.info("gateway_started", event_types=len(mappings.event_types))
         try:
             yield
         finally:
-            runtime.ready = False
+            runtime.stopping()
             loop.remove_signal_handler(signal.SIGHUP)
-            await dispatcher.stop(timeout=settings.delivery_timeout)
+            await dmks.stop()
+            await dispatcher.stop(timeout=settings.shutdown_timeout)
             janitor.stop()
             for stopping in (task, cleanup):
                 stopping.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await stopping
             await store.close()
+            spans.close()
             log.info("gateway_stopped")
-
-    async def require_api_access(request: Request) -> None:
-        authorise(request, settings.api_keys)
 
     app = FastAPI(
         title="digibridge",
         version=API_VERSION,
         summary="DigiLevering and DigiMelding as NL GOV CloudEvents webhooks",
-        openapi_url="/v1/openapi.json",
-        docs_url="/v1/docs",
+        # Served by api/openapi.py: the generated document brought to the NL API Design Rules.
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
+        # No trailing slashes (design rules): `/v1/subscriptions/` is a 404, not a redirect.
+        redirect_slashes=False,
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     #: `serve` reads the server TLS context (and whether uvicorn needs `TlsHttpProtocol`) here.
     app.state.wus_security = wus_security
     problems.install(app)
+    install_documents(app, settings)
     app.include_router(health.router)
-    for router in (
-        subscriptions.router,
-        event_types.router,
-        events.router,
-        admin.router,
-        deliveries.router,
-        deliveries.actions,
-    ):
-        app.include_router(router, dependencies=[Depends(require_api_access)])
-    wus = WusRoutes(lambda: endpoint, settings.public_url, identify=wus_security.identify)
+    include_api_routers(app, Authenticator.from_settings(settings))
+    dmks = include_terugmeldingen(app, runtime)
+    include_wus(app, WusRoutes(lambda: endpoint, settings.public_url, wus_security.identify))
+    install_middleware(app)
+    return app
+
+
+def install_middleware(app: FastAPI) -> None:
+    """`API-Version` on every answer; every request's `traceparent` read (outermost, so the
+    trace is known to everything inside)."""
+    app.add_middleware(ApiVersionHeader)
+    app.add_middleware(TraceMiddleware)
+
+
+def include_wus(app: FastAPI, wus: WusRoutes) -> None:
+    """The inbound DigiLevering endpoint and its WSDL (not part of the REST API's document)."""
     app.add_api_route(WUS_PATH, wus.post, methods=["POST"], include_in_schema=False)
     app.add_api_route(WUS_PATH, wus.get, methods=["GET"], include_in_schema=False)
-    app.add_middleware(ApiVersionHeader)
-    return app
+
+
+def drain(app: FastAPI) -> Callable[[], None]:
+    """What `serve` calls on SIGTERM before the listener closes: `/readyz` answers 503 from
+    now on, open event streams end, and the dispatcher claims nothing more and gives its sends
+    `shutdown_timeout` seconds (then their leases go back to the queue), while the server
+    finishes the SOAP requests in flight."""
+    runtime: Runtime = app.state.runtime
+    stops: set[asyncio.Task[None]] = set()
+
+    def begin() -> None:
+        log.info("gateway_draining", timeout=runtime.settings.shutdown_timeout)
+        runtime.stopping()
+        stop = asyncio.get_running_loop().create_task(
+            runtime.dispatcher.stop(timeout=runtime.settings.shutdown_timeout),
+            name="digibridge-drain",
+        )
+        stops.add(stop)
+        stop.add_done_callback(stops.discard)
+
+    return begin

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import click
 
 from digibridge import __version__
+from digibridge._cli_config import config, mask_url
 from digibridge._cli_deliveries import deliveries
 from digibridge.config import ConfigError, Settings, load_settings
 from digibridge.errors import DigibridgeError
@@ -37,15 +42,19 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", type=click.Path(path_type=Path), help="TOML configuration file.")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    envvar="DIGIBRIDGE_CONFIG",
+    help="TOML or YAML configuration file (or set DIGIBRIDGE_CONFIG).",
+)
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8000).")
 @click.option("--mappings", type=click.Path(path_type=Path), help="Folder of mapping files.")
 def serve(config: Path | None, host: str | None, port: int | None, mappings: Path | None) -> None:
     """Run the gateway: inbound SOAP endpoint, REST API and webhook delivery."""
-    import uvicorn  # noqa: PLC0415 - only the server command needs it
-
-    from digibridge.app import WUS_PATH, create_app, preflight  # noqa: PLC0415
+    from digibridge import serving  # noqa: PLC0415 - only the server command needs uvicorn
+    from digibridge.app import WUS_PATH, create_app, drain, preflight  # noqa: PLC0415
 
     settings = _settings(config, host=host, port=port, mappings=mappings)
     configure_logging(settings.log_format, settings.log_level)
@@ -61,25 +70,35 @@ def serve(config: Path | None, host: str | None, port: int | None, mappings: Pat
     click.echo(f"  inbound SOAP (WUS):  POST {base}{WUS_PATH}")
     click.echo(f"  WSDL:                {base}{WUS_PATH}?wsdl")
     click.echo(f"  REST API:            {base}/v1/subscriptions  (OpenAPI: {base}/v1/openapi.json)")
-    click.echo(f"  store:               {settings.store_url}")
+    click.echo(f"  store:               {mask_url(settings.store_url)}")
     click.echo(f"  mappings:            {settings.mappings}")
     for line in wus_security.summary():
         click.echo(f"  WUS security:        {line}")
-    if not settings.api_keys:
+    if not settings.api_access_configured:
         click.echo(
-            "  API access:          no API keys configured: the REST API answers loopback only"
+            "  API access:          no API keys or OAuth configured: "
+            "the REST API answers loopback only"
         )
     sys.stdout.flush()
-    uvicorn.run(
+    # uvicorn drains on SIGTERM, then raises the signal again for the handler it found: this
+    # one, so a drained stop exits 0 (a stop before the server runs has nothing to drain).
+    signal.signal(signal.SIGTERM, _exit_drained)
+    serving.run(
         app,
+        # Not ready, event streams ended, no new deliveries claimed: before the listener closes.
+        on_stopping=drain(app),
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.delivery_timeout) + 5,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
         **wus_security.uvicorn_options(),
     )
+
+
+def _exit_drained(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)
 
 
 @main.command("map")
@@ -248,6 +267,7 @@ def send(  # click passes every option by keyword
 
 
 main.add_command(deliveries)
+main.add_command(config)
 
 
 @main.command("dev-certs")
@@ -281,3 +301,55 @@ def receive(host: str, port: int, secret: str | None) -> None:
     click.echo(f"receiving webhooks on http://{host}:{port}/ ({check})")
     sys.stdout.flush()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@main.command("digimelding-stub")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--tls-cert", type=click.Path(exists=True, path_type=Path), help="Serve HTTPS.")
+@click.option("--tls-key", type=click.Path(exists=True, path_type=Path), help="Key of --tls-cert.")
+@click.option(
+    "--client-ca",
+    type=click.Path(exists=True, path_type=Path),
+    help="Require client certificates chaining to these CAs (mutual TLS).",
+)
+@click.option(
+    "--signature-ca",
+    type=click.Path(exists=True, path_type=Path),
+    help="Require WS-Security signatures by certificates chaining to these CAs (2W-be-S).",
+)
+def digimelding_stub(  # noqa: PLR0917 - click passes every option by keyword
+    host: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    client_ca: Path | None,
+    signature_ca: Path | None,
+) -> None:
+    """A DigiMelding stub: the DMKS SOAP operations at /dmks, a control API at /control/."""
+    import ssl  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    from digibridge.wus.certificates import TrustStore  # noqa: PLC0415
+    from digibridge.wus.digimelding_stub import SOAP_PATH, DigimeldingStub  # noqa: PLC0415
+
+    if (client_ca or tls_key) and tls_cert is None:
+        _fail("--tls-key and --client-ca need --tls-cert")
+    tls: dict[str, Any] = {}
+    if tls_cert is not None:
+        tls = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key) if tls_key else None}
+        if client_ca is not None:
+            tls |= {"ssl_ca_certs": str(client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    trust = TrustStore.load(signature_ca) if signature_ca else None
+    scheme = "https" if tls_cert else "http"
+    click.echo(f"DigiMelding stub on {scheme}://{host}:{port}{SOAP_PATH} (WSDL: ?wsdl)")
+    sys.stdout.flush()
+    uvicorn.run(
+        DigimeldingStub(signature_trust=trust).app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        **tls,
+    )

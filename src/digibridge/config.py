@@ -1,29 +1,50 @@
-"""Settings: one TOML file (`--config` / `DIGIBRIDGE_CONFIG`) plus `DIGIBRIDGE_*` variables.
+"""Settings: one TOML or YAML file (`--config` / `DIGIBRIDGE_CONFIG`) plus `DIGIBRIDGE_*`
+variables, and secrets from files (`DIGIBRIDGE_<KEY>_FILE`, `<key>_file`; `_config_sources.py`).
 
 Precedence, highest first: command-line flags, environment variables, the file, defaults.
-A bad value stops the process with a message naming the key (see `ConfigError`).
+A bad value stops the process with a message naming the key and where it was set (see
+`ConfigError`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from digibridge._config_sources import (
+    ConfigFileSource,
+    EnvSecretFileSource,
+    SourceError,
+    origin_of,
+)
 from digibridge.errors import DigibridgeError
 from digibridge.resources import bundled
 
 DEFAULT_STORE_URL = "sqlite:///./digibridge-data/digibridge.db"
 LOOPBACK_ALLOWLIST = ("127.0.0.0/8", "::1/128")
+#: Access token signatures accepted: asymmetric only (never `none` or a shared-secret HS*).
+JwtAlgorithm = Literal["RS256", "ES256"]
+JWT_ALGORITHMS: tuple[JwtAlgorithm, ...] = ("RS256", "ES256")
+_DNS_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
 
 
 class ConfigError(DigibridgeError):
@@ -55,22 +76,84 @@ class RegistryAccess(BaseModel):
         return value
 
 
+class DigimeldingEndpoint(BaseModel):
+    """Where one registry's terugmeldingen go (DigiMelding, docs/terugmeldingen.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://\S+$")
+    #: Mutual TLS (2W-be): our client certificate (PEM, may hold the chain) and its key.
+    client_certificate: Path | None = None
+    client_key: Path | None = None
+    client_key_password: SecretStr | None = None
+    client_key_password_file: Path | None = None
+    #: CA bundle the endpoint's server certificate must chain to (default: the system's).
+    trusted_cas: Path | None = None
+    #: Sign requests with WS-Security (2W-be-S) with the client key; None: as the registry's
+    #: reverse mapping says (`signed`).
+    sign: bool | None = None
+    #: Seconds one call may take, connection to last byte.
+    timeout: float = Field(default=30.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> DigimeldingEndpoint:
+        if (self.client_certificate is None) != (self.client_key is None):
+            raise ValueError("client_certificate and client_key go together")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DIGIBRIDGE_", extra="forbid")
 
     store_url: str = DEFAULT_STORE_URL
     mappings: Path = Field(default_factory=lambda: bundled("mappings"))
+    #: REST API keys: `key` (all scopes) or `name:key` (the consumer scopes); docs/security.md.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: TOML, YAML or JSON file of named API keys with their scopes and rate (docs/security.md).
+    api_keys_file: Path | None = None
+    #: OAuth 2.0 JWT access tokens: the issuer (`iss`) and audience (`aud`) they must carry, and
+    #: where the issuer's signing keys are (a JWKS URL, https except on loopback, or a file).
+    oauth_issuer: str | None = None
+    oauth_audience: str | None = None
+    oauth_jwks_url: str | None = None
+    oauth_jwks_file: Path | None = None
+    oauth_algorithms: Annotated[list[JwtAlgorithm], NoDecode] = Field(
+        default_factory=lambda: list(JWT_ALGORITHMS), min_length=1
+    )
+    #: Seconds of clock difference allowed on `exp`, `nbf` and `iat`.
+    oauth_leeway: float = Field(default=30.0, ge=0, le=300)
+    #: Seconds the JWKS is kept before it is fetched again.
+    oauth_jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    #: A token with an unknown `kid` refreshes the JWKS at most once per this many seconds.
+    oauth_jwks_refresh_interval: float = Field(default=30.0, ge=0)
+    #: Requests per second per consumer (token bucket refill; 0: no limit), and the burst.
+    rate_limit: float = Field(default=50.0, ge=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
     #: CIDRs webhook sinks may resolve to besides public addresses (SSRF guard).
     sink_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(LOOPBACK_ALLOWLIST)
     )
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Seconds a stop (SIGTERM) gives SOAP requests and webhook sends in flight; sends still
+    #: running then are cancelled and go back to the queue (docs/operations.md).
+    shutdown_timeout: float = Field(default=10.0, gt=0, le=600)
+    #: OpenTelemetry: send spans over OTLP/HTTP to this URL (e.g. http://collector:4318/v1/traces);
+    #: needs the `otel` extra. Off when unset.
+    otel_endpoint: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    otel_service_name: str = Field(default="digibridge", min_length=1)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     #: Base URL consumers use to reach this gateway (dataschema links, WSDL address).
     public_url: str | None = None
+    #: `WebHook-Request-Origin` of the validation handshake and of every delivery: the DNS name
+    #: receivers know this gateway by. Default: the host of `public_url`, else the FQDN.
+    webhook_origin: str | None = Field(default=None, min_length=1, max_length=253)
+    #: Who answers for this API: `info.contact` of the OpenAPI and AsyncAPI documents
+    #: (docs/api.md). The url defaults to `public_url`; set the e-mail for production.
+    api_contact_name: str = Field(default="digibridge beheer", min_length=1)
+    api_contact_email: str = Field(default="beheer@digibridge.invalid", pattern=r"^[^@\s]+@\S+$")
+    api_contact_url: str | None = None
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_xml_depth: int = Field(default=100, ge=8, le=250)
     #: Delays between delivery attempts in seconds, e.g. "0,5,300"; default: the 72-hour schedule.
@@ -93,6 +176,12 @@ class Settings(BaseSettings):
     retention_days: float = Field(default=30.0, gt=0)
     #: Seconds between clean-ups of the store.
     cleanup_interval: float = Field(default=3600.0, gt=0)
+    #: Event streams (`GET /v1/events/stream`, docs/feed.md): seconds of silence before a
+    #: heartbeat comment; seconds between looks at the store for events stored elsewhere (other
+    #: instances) when nothing woke the stream; and how many streams one process serves at once.
+    sse_heartbeat: float = Field(default=15.0, gt=0, le=300)
+    sse_poll_interval: float = Field(default=2.0, gt=0, le=300)
+    sse_max_streams: int = Field(default=100, ge=1, le=10000)
 
     # Digikoppeling security (docs/security.md). Mutual TLS terminated by digibridge: its
     # certificate (PEM, may hold the chain), key, key password (environment or file), and the CA
@@ -116,7 +205,26 @@ class Settings(BaseSettings):
     wss_signing_key_password: SecretStr | None = None
     wss_signing_key_password_file: Path | None = None
 
-    @field_validator("api_keys", "sink_allowlist", "tls_trusted_proxies", mode="before")
+    # Terugmeldingen to DigiMelding (docs/terugmeldingen.md).
+    #: OIN of the reporting organisation (`GeannoteerdDoor/Oin`); needed to accept terugmeldingen.
+    oin: str | None = Field(default=None, pattern=r"^[0-9]{20}$")
+    #: Per registry code (`BRP`, `NHR`, ...): its DigiMelding endpoint.
+    digimelding: dict[str, DigimeldingEndpoint] = Field(default_factory=dict)
+    #: Delays between attempts to hand a request to DigiMelding, e.g. "0,30s,5m"; default: the
+    #: 72-hour webhook schedule.
+    digimelding_retry_schedule: str | None = None
+    #: Seconds between `Statusoverzicht` polls per registry; after a failed poll the wait doubles
+    #: up to `digimelding_poll_max_backoff`.
+    digimelding_poll_interval: float = Field(default=300.0, gt=0)
+    digimelding_poll_max_backoff: float = Field(default=3600.0, gt=0)
+    #: Bytes of a `POST /v1/terugmeldingen` body, refused unread beyond (attachments as base64).
+    terugmelding_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    #: Bytes of one decoded attachment, whatever a registry's mapping allows.
+    terugmelding_max_attachment_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+
+    @field_validator(
+        "api_keys", "sink_allowlist", "tls_trusted_proxies", "oauth_algorithms", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
@@ -135,11 +243,75 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
 
+    @field_validator("oauth_jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme == "https" and parts.hostname:
+            return value
+        if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"):
+            return value
+        raise ValueError("must be an https:// URL (http:// only on loopback)")
+
+    @model_validator(mode="after")
+    def _oauth_complete(self) -> Settings:
+        if not self.oauth_enabled:
+            return self
+        missing = [
+            name
+            for name, value in (
+                ("oauth_issuer", self.oauth_issuer),
+                ("oauth_audience", self.oauth_audience),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(f"OAuth tokens need {' and '.join(missing)} as well")
+        if (self.oauth_jwks_url is None) == (self.oauth_jwks_file is None):
+            raise ValueError("OAuth tokens need exactly one of oauth_jwks_url and oauth_jwks_file")
+        return self
+
+    @property
+    def oauth_enabled(self) -> bool:
+        """Any OAuth setting given: then all the required ones must be."""
+        return any(
+            value is not None
+            for value in (
+                self.oauth_issuer,
+                self.oauth_audience,
+                self.oauth_jwks_url,
+                self.oauth_jwks_file,
+            )
+        )
+
+    @property
+    def api_access_configured(self) -> bool:
+        """Keys or OAuth configured; without, the REST API answers loopback only."""
+        return bool(self.api_keys or self.api_keys_file or self.oauth_enabled)
+
     @property
     def sqlite_path(self) -> Path | None:
         if self.store_url.startswith("sqlite:///"):
             return Path(self.store_url.removeprefix("sqlite:///"))
         return None
+
+    @field_validator("webhook_origin")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        # It travels in a header: a DNS name keeps it free of anything a header cannot hold.
+        if value is not None and not set(value.lower()) <= _DNS_CHARACTERS:
+            raise ValueError("must be a DNS name (letters, digits, '-' and '.')")
+        return value
+
+    @property
+    def request_origin(self) -> str:
+        """The origin digibridge names in webhook requests (see `webhook_origin`)."""
+        if self.webhook_origin:
+            return self.webhook_origin
+        host = urlsplit(self.public_url).hostname if self.public_url else None
+        return host or socket.getfqdn()
 
     @property
     def base_url(self) -> str:
@@ -158,10 +330,14 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            EnvSecretFileSource(settings_cls),
+        ]
         config_file = _CONFIG_FILE.get("path")
         if config_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            sources.append(ConfigFileSource(settings_cls, config_file))
         return tuple(sources)
 
 
@@ -174,18 +350,35 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if config_file is not None and not config_file.is_file():
         raise ConfigError(f"configuration file {config_file} does not exist")
     _CONFIG_FILE["path"] = config_file
-    where = f" in {config_file} or the environment" if config_file else ""
+    given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
+        settings = Settings(**given)
+    except SourceError as exc:
+        raise ConfigError(str(exc)) from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigError(f"invalid configuration{where}: {problems}") from None
+        problems = "; ".join(_problem(error, config_file, given) for error in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from None
     finally:
         _CONFIG_FILE["path"] = None
     if config_file is not None and "sink_allowlist" not in settings.model_fields_set:
         # Loopback sinks are a convenience of the embedded default, not of a configured install.
         settings = settings.model_copy(update={"sink_allowlist": []})
     return settings
+
+
+def _problem(error: Any, config_file: Path | None, flags: dict[str, Any]) -> str:
+    """One validation error as `where: what`, naming the key and the variable or file."""
+    location = [str(part) for part in error["loc"]]
+    if not location:
+        return str(error["msg"])
+    key = location[0]
+    if key in flags:
+        where = f"--{key.replace('_', '-')} (command line)"
+    else:
+        where = origin_of(key, config_file)
+    path = ".".join(location[1:])
+    if path:
+        where = f"{where}, at {path}"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    return f"{where}: {str(error['msg']).removeprefix('Value error, ')}"

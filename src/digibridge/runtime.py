@@ -14,9 +14,11 @@ import structlog
 from digibridge.clock import Clock
 from digibridge.config import Settings
 from digibridge.delivery.dispatcher import Dispatcher
+from digibridge.events.feed import FeedSignal
 from digibridge.mapping.check import CheckProblem, check_directory
 from digibridge.mapping.engine import MappingSet
 from digibridge.mapping.types import MappingError
+from digibridge.metrics import Metrics
 from digibridge.store.types import Store
 from digibridge.wus.digilevering import read_levering
 
@@ -51,9 +53,34 @@ class Runtime:
     clock: Clock
     mappings: MappingSet
     dispatcher: Dispatcher
+    #: `/metrics`; the terugmeldingen workers count status changes with
+    #: `metrics.terugmelding_status(kind, status)`.
+    metrics: Metrics = field(default_factory=Metrics)
+    #: Wakes the event streams when events are stored; closed while shutting down.
+    feed: FeedSignal = field(init=False)
     #: False until migrations ran and mappings loaded; False again while draining.
     ready: bool = field(default=False)
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.feed = FeedSignal(max_streams=self.settings.sse_max_streams)
+
+    def started(self) -> None:
+        """Migrations ran and mappings loaded: ready, and event streams may run."""
+        self.feed.open()
+        self.ready = True
+        self.metrics.ready.set(1)
+
+    def stopping(self) -> None:
+        """Draining: not ready any more, and open event streams end."""
+        self.ready = False
+        self.metrics.ready.set(0)
+        self.feed.close()
+
+    def events_stored(self) -> None:
+        """New events are committed: deliveries may be due, and waiting streams have news."""
+        self.dispatcher.wake()
+        self.feed.notify()
 
     def current_mappings(self) -> MappingSet:
         return self.mappings

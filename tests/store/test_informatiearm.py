@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -32,8 +33,14 @@ async def test_both_forms_are_stored_and_read_back(store: Store) -> None:
         stored = await store.get_event(event.id)
         assert stored is not None
         assert event.informatiearm is not None
-        assert stored.body == event.to_json_bytes()
-        assert stored.informatiearm_body == event.informatiearm.to_json_bytes()
+        # Both forms as mapped, plus the `sequence` the store numbered the event with.
+        assert stored.sequence is not None
+        assert stored.informatiearm_body is not None
+        assert json.loads(stored.body) == {**event.to_json_dict(), "sequence": stored.sequence}
+        assert json.loads(stored.informatiearm_body) == {
+            **event.informatiearm.to_json_dict(),
+            "sequence": stored.sequence,
+        }
 
 
 async def test_an_event_without_an_informatiearm_form_reads_back_none(store: Store) -> None:

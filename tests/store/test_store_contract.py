@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 LEASE = timedelta(seconds=60)
+#: The `sequence` the store gives the first event of a source.
+FIRST = "00000000000000000001"
 
 
 def subscription(sub_id: str = "sub-1", **changes: object) -> Subscription:
@@ -118,7 +121,7 @@ async def test_ingest_stores_message_events_and_one_delivery_per_match(
     assert result.deliveries_created == 2
     stored = await store.get_event("ev-1")
     assert stored is not None
-    assert stored.body == event("ev-1").body
+    assert json.loads(stored.body) == {**json.loads(event("ev-1").body), "sequence": FIRST}
     assert stored.message_id == "uuid:msg-1"
     assert stored.time == datetime(2026, 3, 1, 11, 59, tzinfo=UTC)
     deliveries = await store.list_deliveries()
@@ -228,7 +231,7 @@ async def test_claim_leases_a_due_delivery_once(store: Store, clock: FakeClock) 
     assert jobs[0].lease_owner == "w1"
     assert jobs[0].lease_until == clock.now() + LEASE
     assert jobs[0].subscription.id == "sub-1"
-    assert jobs[0].event.body == event("ev-1").body
+    assert json.loads(jobs[0].event.body) == {**json.loads(event("ev-1").body), "sequence": FIRST}
     assert second == []
 
 

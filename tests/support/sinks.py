@@ -97,19 +97,36 @@ class LoopbackServer:
 
 
 class ScriptedSink(LoopbackServer):
-    """Answers each request on a path with the next scripted `Reply` (then 204), recording all."""
+    """Answers each request on a path with the next scripted `Reply` (then 204), recording all.
+
+    `OPTIONS` (the CloudEvents webhook validation handshake) is answered apart from the scripts:
+    granted to the asking origin at the asked rate, unless `script_handshake` says otherwise."""
 
     def __init__(self, port: int | None = None, default: Reply | None = None, **tls: Any) -> None:
         #: The answer once a path's script is used up.
         self.default = default or Reply()
         self.requests: list[Received] = []
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        self._handshakes: dict[str, Reply] = {}
         self._lock = threading.Lock()
         super().__init__(self._app, port, **tls)
 
     def script(self, path: str, *replies: Reply) -> None:
         with self._lock:
             self._scripts[path].extend(replies)
+
+    def script_handshake(self, path: str, reply: Reply) -> None:
+        """Answer every `OPTIONS` on `path` with `reply` instead of granting it."""
+        with self._lock:
+            self._handshakes[path] = reply
+
+    def handshakes(self, path: str | None = None) -> list[Received]:
+        with self._lock:
+            return [
+                r
+                for r in self.requests
+                if r.method == "OPTIONS" and (path is None or r.path == path)
+            ]
 
     def received(self, path: str | None = None) -> list[Received]:
         with self._lock:
@@ -138,13 +155,25 @@ class ScriptedSink(LoopbackServer):
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         with self._lock:
             self.requests.append(Received(scope["path"], headers, body, scope["method"]))
-            queue = self._scripts[scope["path"]]
-            reply = queue.popleft() if queue else self.default
+            if scope["method"] == "OPTIONS":
+                reply = self._handshakes.get(scope["path"]) or _grant(headers)
+            else:
+                queue = self._scripts[scope["path"]]
+                reply = queue.popleft() if queue else self.default
         if reply.delay:
             await asyncio.sleep(reply.delay)
         raw_headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": reply.body})
+
+
+def _grant(headers: dict[str, str]) -> Reply:
+    """A receiver's yes to the validation handshake: the asking origin, at the asked rate."""
+    granted = {"allow": "POST, OPTIONS"}
+    if "webhook-request-origin" in headers:
+        granted["webhook-allowed-origin"] = headers["webhook-request-origin"]
+        granted["webhook-allowed-rate"] = headers.get("webhook-request-rate", "*")
+    return Reply(200, granted)
 
 
 async def eventually(

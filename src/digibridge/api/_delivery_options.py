@@ -17,7 +17,7 @@ from digibridge.delivery.signing import check_key, is_asymmetric, public_key
 from digibridge.store.types import ClientTls, DeliverySettings, OAuthClient
 
 if TYPE_CHECKING:
-    from digibridge.api.subscriptions import DeliveryIn
+    from digibridge.api._subscription_models import DeliveryIn
 
 MAX_TIMEOUT = MAX_SUBSCRIPTION_TIMEOUT
 

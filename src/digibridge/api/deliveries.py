@@ -11,6 +11,9 @@
   starts closed).
 - `POST /v1/subscriptions/{id}/rotate-secret`: a new signing key; the old one keeps signing
   alongside it for `gracePeriod` seconds.
+
+A consumer sees and acts on the deliveries of its own subscriptions only (another's answer 404,
+as if they did not exist); a caller with `deliveries:admin` on all of them.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from digibridge.api._delivery_options import check_signing_key, signature_of
+from digibridge.api._subscription_models import SubscriptionOut, subscription_out
+from digibridge.api.auth import consumer_of
 from digibridge.api.problems import Problem
-from digibridge.api.subscriptions import SubscriptionOut, _out
+from digibridge.api.subscriptions import owned_subscription
 from digibridge.delivery.signing import generate_key_pair, generate_secret, is_asymmetric
 from digibridge.events.filters import subscription_matches
 from digibridge.runtime import Runtime
@@ -51,6 +56,19 @@ StatusName = Literal["pending", "failed", "succeeded", "dead"]
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def _own_delivery(request: Request, delivery_id: str) -> Delivery:
+    """The delivery, if it belongs to a subscription the caller owns (or is an admin); 404."""
+    store = _runtime(request).store
+    delivery = await store.get_delivery(delivery_id)
+    if delivery is not None and not consumer_of(request).admin:
+        subscription = await store.get_subscription(delivery.subscription_id)
+        if subscription is None or not consumer_of(request).owns(subscription.owner):
+            delivery = None
+    if delivery is None:
+        raise Problem(404, f"delivery {delivery_id} does not exist")
+    return delivery
 
 
 def _time(value: datetime | None) -> str | None:
@@ -157,7 +175,9 @@ async def list_deliveries(
     after: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = DEFAULT_PAGE,
 ) -> DeliveryPage:
-    """Deliveries, oldest first; follow `_links.next.href` for the next page."""
+    """Deliveries, oldest first; follow `_links.next.href` for the next page. A consumer sees
+    the deliveries of its own subscriptions; an admin sees all."""
+    consumer = consumer_of(request)
     stored = None
     if status is not None:
         stored = DeliveryStatus("pending" if status == "failed" else status)
@@ -168,6 +188,7 @@ async def list_deliveries(
         retrying=retrying,
         after=None if after is None else _after(after),
         limit=limit + 1,
+        owner=None if consumer.admin else consumer.id,
     )
     page = found[:limit]
     query = {
@@ -184,17 +205,15 @@ async def list_deliveries(
 
 @router.get("/{delivery_id}", response_model_by_alias=True)
 async def get_delivery(delivery_id: str, request: Request) -> DeliveryOut:
-    store = _runtime(request).store
-    delivery = await store.get_delivery(delivery_id)
-    if delivery is None:
-        raise Problem(404, f"delivery {delivery_id} does not exist")
-    return _delivery_out(delivery, await store.list_attempts(delivery_id))
+    delivery = await _own_delivery(request, delivery_id)
+    return _delivery_out(delivery, await _runtime(request).store.list_attempts(delivery_id))
 
 
 @router.post("/{delivery_id}/retry", status_code=202, response_model_by_alias=True)
 async def retry_delivery(delivery_id: str, request: Request) -> DeliveryOut:
     """Send the delivery again now (any status but in flight), with a fresh retry schedule."""
     runtime = _runtime(request)
+    await _own_delivery(request, delivery_id)
     try:
         delivery = await runtime.store.retry_delivery(delivery_id)
     except StoreConflict as exc:
@@ -235,6 +254,7 @@ async def replay(subscription_id: str, body: ReplayIn, request: Request) -> Repl
             invalid_params=[{"name": "until", "reason": "not later than from"}],
         )
     runtime = _runtime(request)
+    await owned_subscription(request, subscription_id)
     created = await runtime.store.replay(
         subscription_id, start=body.start, end=body.until, matcher=subscription_matches
     )
@@ -249,11 +269,12 @@ async def enable(subscription_id: str, request: Request) -> SubscriptionOut:
     """Activate the subscription again; its pending deliveries go out, its endpoint's circuit
     starts closed."""
     runtime = _runtime(request)
+    await owned_subscription(request, subscription_id)
     subscription = await runtime.store.enable_subscription(subscription_id)
     if subscription is None:
         raise Problem(404, f"subscription {subscription_id} does not exist")
     runtime.dispatcher.wake()
-    return _out(subscription)
+    return subscription_out(subscription)
 
 
 class RotateIn(BaseModel):
@@ -283,9 +304,7 @@ class RotateOut(BaseModel):
 async def rotate_secret(subscription_id: str, body: RotateIn, request: Request) -> RotateOut:
     """Sign with a new key from now on, and with the old one too until the grace period ends."""
     runtime = _runtime(request)
-    subscription = await runtime.store.get_subscription(subscription_id)
-    if subscription is None:
-        raise Problem(404, f"subscription {subscription_id} does not exist")
+    subscription = await owned_subscription(request, subscription_id)
     settings = subscription.delivery
     shown = None
     new = body.secret

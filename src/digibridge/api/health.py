@@ -1,11 +1,13 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and Prometheus metrics (outside `/v1`: no API key needed, and not in the
+public OpenAPI document)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from digibridge.runtime import Runtime
+from digibridge.store.types import StoreError
 
 router = APIRouter(tags=["health"])
 
@@ -30,3 +32,18 @@ async def readyz(request: Request) -> JSONResponse:
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition; queue, dead-letter and circuit gauges are read from the store now
+    (left at their last values when it does not answer)."""
+    runtime: Runtime = request.app.state.runtime
+    try:
+        stats = await runtime.store.queue_stats(now=runtime.clock.now())
+    except StoreError:
+        pass
+    else:
+        runtime.metrics.set_queue(stats, runtime.clock.now())
+    body, content_type = runtime.metrics.render(request.headers.get("accept"))
+    return Response(body, media_type=content_type)

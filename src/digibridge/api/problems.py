@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 from fastapi import FastAPI
@@ -16,10 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from digibridge.errors import DigibridgeError
 
 PROBLEM_JSON = "application/problem+json"
+#: RFC 3986 characters allowed unencoded in a path (pchar and "/").
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
 log = structlog.get_logger("digibridge.api")
 
 _TITLES = {
@@ -63,7 +67,8 @@ def problem_response(problem: Problem, request: Request) -> JSONResponse:
         "title": problem.title,
         "status": problem.status,
         "detail": problem.detail,
-        "instance": request.url.path,
+        # Percent-encoded: a URI reference even when the path held other characters.
+        "instance": quote(request.url.path, safe=_PATH_SAFE),
     }
     if problem.invalid_params:
         body["invalidParams"] = problem.invalid_params
@@ -77,6 +82,22 @@ def _location(loc: Sequence[int | str]) -> str:
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
     return ".".join(parts) or "body"
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts at this path. Starlette's own `Allow` names only the
+    methods of the first route that matched the path, and several routes may share it."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
 
 
 def install(app: FastAPI) -> None:
@@ -97,12 +118,21 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
-        headers = dict(exc.headers) if exc.headers else None
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
+        elif exc.status_code == 404 and detail == "Not Found":  # the router's own 404
+            detail = f"there is no resource at {request.url.path}"
         return problem_response(Problem(exc.status_code, detail, headers=headers), request)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("api_error", path=request.url.path)
-        return problem_response(Problem(500, "an unexpected error occurred"), request)
+        # Answered outside the middleware stack (by ServerErrorMiddleware), so the header the
+        # middleware adds to every other response is added here.
+        problem = Problem(500, "an unexpected error occurred", headers={"API-Version": app.version})
+        return problem_response(problem, request)
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -40,6 +40,7 @@ from digibridge.delivery.sender import ResultKind, SendResult, attempts_of, even
 from digibridge.events.filters import subscription_matches
 from digibridge.events.notices import subscription_disabled
 from digibridge.events.records import to_new_event
+from digibridge.metrics import Metrics
 from digibridge.store.types import (
     Attempt,
     CircuitPolicy,
@@ -52,6 +53,7 @@ from digibridge.store.types import (
     Store,
     Subscription,
 )
+from digibridge.tracing import LocalSpans, Spans
 
 #: How long to wait before retrying after the store itself failed.
 _STORE_ERROR_PAUSE = 1.0
@@ -86,6 +88,9 @@ class Dispatcher:
         circuit: CircuitPolicy | None = None,
         guard: SinkGuard | None = None,
         rng: random.Random | None = None,
+        origin: str | None = None,
+        metrics: Metrics | None = None,
+        spans: Spans | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -108,6 +113,11 @@ class Dispatcher:
         )
         self._tokens = TokenSource(self._clock)
         self._rng = rng
+        #: `WebHook-Request-Origin` on every delivery (the name the handshake offered).
+        self.origin = origin
+        self._metrics = metrics or Metrics()
+        #: Where webhook requests are recorded as hops of their event's trace.
+        self._spans: Spans = spans or LocalSpans()
         self._wake = asyncio.Event()
         self._stopping = False
         self._stop_timeout = 10.0
@@ -229,11 +239,16 @@ class Dispatcher:
 
     async def _deliver(self, jobs: list[DeliveryJob], clients: Clients) -> None:
         first = jobs[0]
-        log = logger.bind(
-            delivery_id=first.delivery.id,
-            event_id=first.event.id,
-            subscription_id=first.subscription.id,
-        )
+        correlation = {
+            "message_id": first.event.message_id,
+            "event_id": first.event.id,
+            "delivery_id": first.delivery.id,
+            "subscription_id": first.subscription.id,
+        }
+        # Each send is its own task: what is bound here is on every line it logs, down to the
+        # OAuth token source and the sink guard, and on no other task's.
+        structlog.contextvars.bind_contextvars(**correlation)
+        log = logger.bind(**correlation)
         if len(jobs) > 1:
             log = log.bind(batch=len(jobs))
         try:
@@ -249,6 +264,12 @@ class Dispatcher:
             log.exception("delivery_error")
             return
         self._completed.append(completions)
+        self._metrics.delivery(
+            result=completions[0].outcome.kind.value,
+            status=attempts[0].status_code,
+            mode=first.subscription.delivery.mode,
+            seconds=attempts[0].duration_ms / 1000,
+        )
         _log_outcome(log, attempts[0].number, attempts[0].status_code, completions[0].outcome)
 
     async def _attempt(
@@ -266,16 +287,34 @@ class Dispatcher:
             result = SendResult(ResultKind.FAILED, f"client TLS settings unusable: {error}")
             return attempts_of(jobs, now, result), result
         if settings.oauth is None:
-            return await send(jobs, client, now=now, timeout=timeout)
+            return await send(
+                jobs, client, now=now, timeout=timeout, origin=self.origin, spans=self._spans
+            )
         started = time.perf_counter()
         try:
             bearer = await self._tokens.token(settings.oauth, clients.shared(), timeout)
-            attempts, result = await send(jobs, client, now=now, timeout=timeout, bearer=bearer)
+            attempts, result = await send(
+                jobs,
+                client,
+                now=now,
+                timeout=timeout,
+                bearer=bearer,
+                origin=self.origin,
+                spans=self._spans,
+            )
             if result.status == 401:
                 self._tokens.invalidate(settings.oauth)
                 bearer = await self._tokens.token(settings.oauth, clients.shared(), timeout)
                 now = self._clock.now()
-                attempts, result = await send(jobs, client, now=now, timeout=timeout, bearer=bearer)
+                attempts, result = await send(
+                    jobs,
+                    client,
+                    now=now,
+                    timeout=timeout,
+                    bearer=bearer,
+                    origin=self.origin,
+                    spans=self._spans,
+                )
         except TokenError as error:
             result = SendResult(ResultKind.RETRYABLE, f"OAuth: {error}")
             duration_ms = (time.perf_counter() - started) * 1000

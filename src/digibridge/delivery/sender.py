@@ -8,11 +8,12 @@ when to retry is the policy's business (`retry.py`), applying it the dispatcher'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import hashlib
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import httpx
@@ -23,6 +24,7 @@ from digibridge.delivery.retry import parse_retry_after
 from digibridge.delivery.signing import webhook_headers, x_signature
 from digibridge.events import http as encoding
 from digibridge.store.types import Attempt, DeliveryJob, Subscription
+from digibridge.tracing import LocalSpans, Spans, TraceContext, of_body
 
 #: Kept for callers of the structured mode's content type.
 STRUCTURED_CONTENT_TYPE = encoding.STRUCTURED_CONTENT_TYPE
@@ -33,6 +35,18 @@ EXCERPT_BYTES = 512
 _RESERVED = frozenset(
     {"content-type", "content-length", "host", "transfer-encoding", "user-agent"}
     | {"webhook-id", "webhook-timestamp", "webhook-signature", "authorization", "x-signature"}
+    | {"webhook-request-origin", "webhook-request-rate"}
+)
+#: Answer headers worth keeping for an operator (the test endpoint) and for the handshake.
+ANSWER_HEADERS = (
+    "allow",
+    "content-type",
+    "content-length",
+    "location",
+    "retry-after",
+    "www-authenticate",
+    "webhook-allowed-origin",
+    "webhook-allowed-rate",
 )
 
 
@@ -85,12 +99,17 @@ def webhook_id(jobs: Sequence[DeliveryJob]) -> str:
 
 def encode(jobs: Sequence[DeliveryJob]) -> tuple[dict[str, str], bytes]:
     """Content headers and body in the subscription's content mode."""
-    mode = jobs[0].subscription.delivery.mode
+    return encode_bodies(jobs[0].subscription.delivery.mode, [event_body(job) for job in jobs])
+
+
+def encode_bodies(mode: str, bodies: Sequence[bytes]) -> tuple[dict[str, str], bytes]:
+    """Content headers and body of structured-mode event bodies in `mode` (binary and
+    structured take the first)."""
     if mode == "batch":
-        return encoding.batch([event_body(job) for job in jobs])
+        return encoding.batch(list(bodies))
     if mode == "binary":
-        return encoding.binary(event_body(jobs[0]))
-    return encoding.structured(event_body(jobs[0]))
+        return encoding.binary(bodies[0])
+    return encoding.structured(bodies[0])
 
 
 def request_headers(
@@ -101,8 +120,13 @@ def request_headers(
     *,
     bearer: str | None = None,
     now: datetime | None = None,
+    origin: str | None = None,
+    credential: bool = True,
+    trace: TraceContext | None = None,
 ) -> dict[str, str]:
-    """Headers of one attempt: the subscription's own first, ours over them."""
+    """Headers of one attempt: the subscription's own first, ours over them. Without
+    `credential`, no `Authorization` (the VNG-style check that the sink demands one); with
+    `trace`, its `traceparent` (and `tracestate`)."""
     content_headers, body = content
     custom = subscription.protocolsettings.get("headers") or {}
     headers = {
@@ -112,7 +136,11 @@ def request_headers(
     }
     headers.update(content_headers)
     headers["user-agent"] = USER_AGENT
-    token = bearer or subscription.sinkcredential
+    if origin:
+        headers["webhook-request-origin"] = origin
+    if trace is not None:
+        headers.update(trace.headers())
+    token = (bearer or subscription.sinkcredential) if credential else None
     if token:
         headers["authorization"] = f"Bearer {token}"
     settings = subscription.delivery
@@ -123,6 +151,98 @@ def request_headers(
     return headers
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What one request got: its classified result, and what the sink said."""
+
+    result: SendResult
+    duration_ms: float
+    #: The first `EXCERPT_BYTES` of the body.
+    excerpt: str | None = None
+    #: The `ANSWER_HEADERS` the sink sent.
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+async def exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    now: datetime,
+    content: bytes = b"",
+) -> Answer:
+    """One request to a sink, never following redirects, within `timeout` seconds overall;
+    errors become results, never exceptions."""
+    started = time.perf_counter()
+    excerpt: str | None = None
+    answered: Mapping[str, str] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            request = client.build_request(
+                method, url, content=content, headers=dict(headers), timeout=httpx.Timeout(timeout)
+            )
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                excerpt = await _excerpt(response)
+            finally:
+                await response.aclose()
+        result = classify(response, now)
+        answered = {
+            name: response.headers[name] for name in ANSWER_HEADERS if name in response.headers
+        }
+    except (TimeoutError, httpx.TimeoutException):
+        result = SendResult(ResultKind.RETRYABLE, f"timed out after {timeout:g} s")
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
+        result = SendResult(ResultKind.FAILED, f"bad sink URL: {error}")
+    except SinkRefused as error:
+        result = SendResult(ResultKind.FAILED, f"sink refused: {error}")
+    except UnicodeEncodeError as error:
+        # A header only ASCII may go in (e.g. a token from an OAuth server): never sendable.
+        result = SendResult(ResultKind.FAILED, f"request cannot be encoded: {error}")
+    except httpx.TransportError as error:
+        result = SendResult(ResultKind.RETRYABLE, f"{type(error).__name__}: {error}".strip())
+    duration_ms = (time.perf_counter() - started) * 1000
+    return Answer(result, duration_ms, excerpt, answered)
+
+
+async def post(
+    subscription: Subscription,
+    client: httpx.AsyncClient,
+    msg_id: str,
+    content: tuple[dict[str, str], bytes],
+    *,
+    now: datetime,
+    timeout: float,
+    bearer: str | None = None,
+    origin: str | None = None,
+    credential: bool = True,
+    trace: TraceContext | None = None,
+) -> Answer:
+    """POST encoded, signed content to the subscription's sink once, as every delivery is."""
+    headers = request_headers(
+        subscription,
+        msg_id,
+        int(now.timestamp()),
+        content,
+        bearer=bearer,
+        now=now,
+        origin=origin,
+        credential=credential,
+        trace=trace,
+    )
+    return await exchange(
+        client,
+        "POST",
+        subscription.sink,
+        headers=headers,
+        timeout=timeout,
+        now=now,
+        content=content[1],
+    )
+
+
 async def send(
     jobs: Sequence[DeliveryJob],
     client: httpx.AsyncClient,
@@ -130,44 +250,44 @@ async def send(
     now: datetime,
     timeout: float,
     bearer: str | None = None,
+    origin: str | None = None,
+    spans: Spans | None = None,
 ) -> tuple[list[Attempt], SendResult]:
     """POST the event(s) to the subscription's sink once; never follows redirects. One Attempt
-    per delivery, all with the same outcome."""
-    subscription = jobs[0].subscription
-    content = encode(jobs)
-    headers = request_headers(
-        subscription, webhook_id(jobs), int(now.timestamp()), content, bearer=bearer, now=now
-    )
-    started = time.perf_counter()
-    status: int | None = None
-    excerpt: str | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            request = client.build_request(
-                "POST",
-                subscription.sink,
-                content=content[1],
-                headers=headers,
-                timeout=httpx.Timeout(timeout),
-            )
-            response = await client.send(request, stream=True, follow_redirects=False)
-            try:
-                status = response.status_code
-                excerpt = await _excerpt(response)
-            finally:
-                await response.aclose()
-        result = classify(response, now)
-    except (TimeoutError, httpx.TimeoutException):
-        result = SendResult(ResultKind.RETRYABLE, f"timed out after {timeout:g} s")
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
-        result = SendResult(ResultKind.FAILED, f"bad sink URL: {error}")
-    except SinkRefused as error:
-        result = SendResult(ResultKind.FAILED, f"sink refused: {error}")
-    except httpx.TransportError as error:
-        result = SendResult(ResultKind.RETRYABLE, f"{type(error).__name__}: {error}".strip())
-    duration_ms = (time.perf_counter() - started) * 1000
+    per delivery, all with the same outcome. The request continues the trace of the (first)
+    event as its next hop (recorded in `spans`), named in its `traceparent` header."""
+    event_trace = of_body(event_body(jobs[0]))
+    hop: contextlib.AbstractContextManager[TraceContext | None] = contextlib.nullcontext()
+    if event_trace is not None:
+        hop = (spans or LocalSpans()).span(
+            "webhook.send",
+            event_trace,
+            {
+                "digibridge.delivery.id": jobs[0].delivery.id,
+                "digibridge.event.id": jobs[0].event.id,
+                "digibridge.subscription.id": jobs[0].subscription.id,
+            },
+        )
+    with hop as trace:
+        answer = await post(
+            jobs[0].subscription,
+            client,
+            webhook_id(jobs),
+            encode(jobs),
+            now=now,
+            timeout=timeout,
+            bearer=bearer,
+            origin=origin,
+            trace=trace,
+        )
+    result = answer.result
     attempts = attempts_of(
-        jobs, now, result, duration_ms=duration_ms, status=status, excerpt=excerpt
+        jobs,
+        now,
+        result,
+        duration_ms=answer.duration_ms,
+        status=result.status,
+        excerpt=answer.excerpt,
     )
     return attempts, result
 

@@ -17,6 +17,7 @@ from digibridge.store.types import Subscription
 
 NOTICE_SOURCE = "urn:nld:digibridge"
 SUBSCRIPTION_DISABLED = "nl.digibridge.subscription.disabled"
+SUBSCRIPTION_TEST = "nl.digibridge.subscription.test"
 
 _NAMESPACE = uuid.UUID("6c1b5cf0-9c1e-4f55-9a3e-2f4d8e0a7b11")
 
@@ -39,4 +40,18 @@ def subscription_disabled(subscription: Subscription, reason: str, at: datetime)
             "reason": reason,
             "disabledAt": format_time(at),
         },
+    )
+
+
+def subscription_test(subscription: Subscription, at: datetime) -> CloudEvent:
+    """`nl.digibridge.subscription.test`: sent on request (`POST /v1/subscriptions/{id}/test`)
+    or by the VNG-style check, to show a receiver what a delivery looks like. Each has a new id:
+    it is never stored, so a receiver's idempotency must not swallow the next one."""
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        source=NOTICE_SOURCE,
+        type=SUBSCRIPTION_TEST,
+        time=at,
+        subject=subscription.id,
+        data={"subscriptionId": subscription.id, "sentAt": format_time(at)},
     )

@@ -6,7 +6,8 @@ What passes here is what the gateway runs: `serve` starts and a reload swaps map
 1. every mapping file on its own (`loader.load_file`: YAML, keys, XPath, prefixes, lookups,
    required attributes, NL GOV rules), every file reported, not just the first wrong one;
 2. the files together (rule names and event types unique);
-3. every sample message beside the mappings (`samples_folder`) maps to exactly the events of
+3. the reverse mappings in `terugmeldingen/` (`reverse.load_reverse_file`), if any;
+4. every sample message beside the mappings (`samples_folder`) maps to exactly the events of
    its golden file `<name>.events.json`, each event passes the NL GOV checks and its `data`
    (informatierijk and informatiearm) validates against its type's JSON Schema.
 
@@ -32,6 +33,7 @@ from digibridge.mapping._yaml import Mark, MarkedList, MarkedMap, YamlError, loa
 from digibridge.mapping.engine import MappingSet
 from digibridge.mapping.loader import check_unique, display_path, load_file, mapping_paths
 from digibridge.mapping.model import EventTypeInfo, MappingFile
+from digibridge.mapping.reverse import ReverseMappings, load_reverse_file, reverse_paths
 from digibridge.mapping.types import Levering, MappingError
 
 #: The public base URL golden files are written with (`dataschema`, default `dataref`).
@@ -96,6 +98,7 @@ def check_directory(folder: Path, *, read_message: ReadMessage) -> CheckResult:
             files.append(load_file(path))
         except MappingError as exc:
             problems.append(_problem(exc))
+    problems += _check_reverse(folder)
     if problems:
         return CheckResult(folder, tuple(problems))
     try:
@@ -114,6 +117,22 @@ def check_directory(folder: Path, *, read_message: ReadMessage) -> CheckResult:
                     CheckProblem(f"{display_path(golden)}:1:1", "a golden file without its sample")
                 )
     return CheckResult(folder, tuple(problems), mapping_set, tuple(samples))
+
+
+def _check_reverse(folder: Path) -> list[CheckProblem]:
+    """The reverse mappings (`terugmeldingen/`): every file on its own, then all together."""
+    problems: list[CheckProblem] = []
+    for path in reverse_paths(folder):
+        try:
+            load_reverse_file(path)
+        except MappingError as exc:
+            problems.append(_problem(exc))
+    if not problems:
+        try:
+            ReverseMappings.load(folder)
+        except MappingError as exc:
+            problems.append(_problem(exc))
+    return problems
 
 
 def _problem(exc: MappingError) -> CheckProblem:

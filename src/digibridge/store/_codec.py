@@ -21,6 +21,9 @@ def options_json(settings: DeliverySettings) -> str:
         "x_signature": settings.x_signature,
         "batch_max_events": settings.batch_max_events,
         "batch_max_bytes": settings.batch_max_bytes,
+        "handshake": settings.handshake,
+        "rate": settings.rate,
+        "allowed_rate": settings.allowed_rate,
     }
     if settings.oauth is not None:
         oauth = settings.oauth
@@ -60,4 +63,11 @@ def settings_from(
         tls=None if tls is None else ClientTls(**tls),
         batch_max_events=int(values.get("batch_max_events", defaults.batch_max_events)),
         batch_max_bytes=int(values.get("batch_max_bytes", defaults.batch_max_bytes)),
+        handshake=str(values.get("handshake", defaults.handshake)),
+        rate=_int_or_none(values.get("rate")),
+        allowed_rate=_int_or_none(values.get("allowed_rate")),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -13,44 +13,58 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from digibridge.clock import Clock, SystemClock
+from digibridge.store import _sqlite_terugmeldingen as _tm
 from digibridge.store._circuit import failing_too_long, new_circuit, record
 from digibridge.store._codec import options_json, settings_from
 from digibridge.store._migrations import apply_sqlite
+from digibridge.store._sequence import format_sequence, with_sequence
 from digibridge.store.types import (
     Attempt,
     Circuit,
     CircuitState,
     Completion,
+    CreatedTerugmelding,
     Delivery,
     DeliveryJob,
     DeliverySettings,
     DeliveryStatus,
+    DmksOutcome,
+    DmksRequest,
+    DmksStatusChange,
     EndpointHealth,
+    HistoryEntry,
+    IdempotencyKey,
     InboundMessage,
     IngestResult,
     NewEvent,
+    OpenTerugmelding,
     Outcome,
     OutcomeKind,
     PurgeResult,
+    QueueStats,
     StoreConflict,
     StoredEvent,
     StoreError,
     Subscription,
     SubscriptionMatcher,
     SubscriptionStatus,
+    TerugmeldingRecord,
+    TransportNotice,
+    TransportStatus,
 )
 
 T = TypeVar("T")
@@ -96,8 +110,9 @@ _BUSY = (
 #: (status, next_attempt_at, rowid = insertion order), so the rows stream without a sort and a
 #: claim reads only as far as it needs.
 _DUE = (
-    f"SELECT d.id, s.endpoint, c.state AS circuit{_QUEUE_JOINS}"
+    f"SELECT d.id, s.endpoint, c.state AS circuit, s.id AS sub, s.rate_limit{_QUEUE_JOINS}"
     f" WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND {_CLAIMABLE}"
+    " AND (s.rate_limit IS NULL OR s.rate_next_at IS NULL OR s.rate_next_at <= :now)"
     " ORDER BY d.next_attempt_at, d.rowid"
 )
 #: Bound on the parsed subscriptions a store keeps (see `_subscription_of`).
@@ -108,7 +123,9 @@ _SCAN_PER_CLAIM = 64
 _NEXT_DUE = (
     "SELECT MIN(MAX(d.next_attempt_at, COALESCE(d.lease_until, d.next_attempt_at),"
     " CASE WHEN c.state = 'open' THEN c.retry_at WHEN c.state = 'half_open' THEN c.probe_until"
-    " ELSE d.next_attempt_at END))"
+    " ELSE d.next_attempt_at END,"
+    " CASE WHEN s.rate_limit IS NULL THEN d.next_attempt_at"
+    " ELSE COALESCE(s.rate_next_at, d.next_attempt_at) END))"
     f"{_QUEUE_JOINS} WHERE d.status = 'pending' AND s.status = 'active' AND {_IN_ORDER}"
 )
 
@@ -307,10 +324,12 @@ class SqliteStore:
             for row in c.execute("SELECT * FROM subscriptions WHERE status = 'active'")
         ]
         created = 0
-        for event in events:
+        for unnumbered in events:
+            event, sequence = _sequenced(c, unnumbered)
             c.execute(
                 "INSERT INTO events (id, message_id, type, source, subject, time, attributes,"
-                " body, created_at, informatiearm_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " body, created_at, informatiearm_body, sequence)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.id,
                     message.message_id,
@@ -322,6 +341,7 @@ class SqliteStore:
                     event.body,
                     now,
                     event.informatiearm_body,
+                    sequence,
                 ),
             )
             for subscription in subscriptions:
@@ -362,13 +382,15 @@ class SqliteStore:
             options_json(s.delivery),
             s.endpoint,
             None if s.disabled_at is None else _ts(s.disabled_at),
+            s.delivery.rate_limit,
+            s.owner,
         )
         await self._write(
             lambda c: c.execute(
                 "INSERT INTO subscriptions (id, sink, protocol, types, source, filters,"
                 " protocolsettings, sinkcredential, secret, mode, ordered, form, status,"
-                " status_reason, created_at, options, endpoint, disabled_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " status_reason, created_at, options, endpoint, disabled_at, rate_limit, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         )
@@ -381,11 +403,67 @@ class SqliteStore:
         )
         return None if row is None else _subscription(row)
 
-    async def list_subscriptions(self) -> list[Subscription]:
-        rows = await self._read(
-            lambda c: c.execute("SELECT * FROM subscriptions ORDER BY created_at, id").fetchall()
+    async def list_subscriptions(
+        self,
+        *,
+        owner: str | None = None,
+        sink: str | None = None,
+        types: Sequence[str] = (),
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Subscription]:
+        where, params = _subscription_filter(owner, sink, types)
+        params.update(offset=max(offset, 0), limit=-1 if limit is None else max(limit, 0))
+        sql = (
+            f"SELECT * FROM subscriptions{where}"  # noqa: S608 - fixed clauses, bound values
+            " ORDER BY created_at, id LIMIT :limit OFFSET :offset"
         )
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return [_subscription(row) for row in rows]
+
+    async def count_subscriptions(
+        self, *, owner: str | None = None, sink: str | None = None, types: Sequence[str] = ()
+    ) -> int:
+        where, params = _subscription_filter(owner, sink, types)
+        sql = f"SELECT COUNT(*) FROM subscriptions{where}"  # noqa: S608 - as above
+        row = await self._read(lambda c: c.execute(sql, params).fetchone())
+        return int(row[0])
+
+    async def update_subscription(self, subscription: Subscription) -> Subscription | None:
+        s = subscription
+
+        def update(c: sqlite3.Connection) -> Subscription | None:
+            changed = c.execute(
+                "UPDATE subscriptions SET sink = ?, protocol = ?, types = ?, source = ?,"
+                " filters = ?, protocolsettings = ?, sinkcredential = ?, secret = ?, mode = ?,"
+                " ordered = ?, form = ?, options = ?, endpoint = ?, rate_limit = ?,"
+                " rate_next_at = CASE WHEN ? IS NULL THEN NULL ELSE rate_next_at END"
+                " WHERE id = ?",
+                (
+                    s.sink,
+                    s.protocol,
+                    json.dumps(list(s.types)),
+                    s.source,
+                    json.dumps([dict(f) for f in s.filters]),
+                    json.dumps(dict(s.protocolsettings)),
+                    s.sinkcredential,
+                    s.delivery.secret,
+                    s.delivery.mode,
+                    int(s.delivery.ordered),
+                    s.delivery.form,
+                    options_json(s.delivery),
+                    s.endpoint,
+                    s.delivery.rate_limit,
+                    s.delivery.rate_limit,
+                    s.id,
+                ),
+            ).rowcount
+            if not changed:
+                return None
+            row = c.execute("SELECT * FROM subscriptions WHERE id = ?", (s.id,))
+            return _subscription(row.fetchone())
+
+        return await self._write(update)
 
     async def delete_subscription(self, subscription_id: str) -> bool:
         # Deliveries and their attempts go by ON DELETE CASCADE.
@@ -401,6 +479,38 @@ class SqliteStore:
             lambda c: c.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
         )
         return None if row is None else _event(row)
+
+    async def list_events(
+        self,
+        *,
+        after: int = 0,
+        types: Sequence[str] = (),
+        source: str | None = None,
+        limit: int,
+    ) -> list[StoredEvent]:
+        parameters = {
+            "after": after,
+            "types": json.dumps(list(types)) if types else None,
+            "source": source,
+            "limit": limit,
+        }
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT * FROM events WHERE seq > :after"
+                " AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))"
+                " AND (:source IS NULL OR source = :source)"
+                " ORDER BY seq LIMIT :limit",
+                parameters,
+            ).fetchall()
+        )
+        return [_event(row) for row in rows]
+
+    async def feed_head(self) -> int:
+        # sqlite_sequence keeps the highest AUTOINCREMENT value even when those rows are gone.
+        row = await self._read(
+            lambda c: c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        )
+        return 0 if row is None else int(row[0])
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         row = await self._read(
@@ -419,10 +529,13 @@ class SqliteStore:
         retrying: bool | None = None,
         after: tuple[datetime, str] | None = None,
         limit: int | None = None,
+        owner: str | None = None,
     ) -> list[Delivery]:
         sql = (
             f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d"  # noqa: S608
             " WHERE (:sub IS NULL OR d.subscription_id = :sub)"
+            " AND (:owner IS NULL OR d.subscription_id IN"
+            "  (SELECT o.id FROM subscriptions o WHERE o.owner = :owner))"
             " AND (:status IS NULL OR d.status = :status)"
             " AND (:retrying IS NULL OR (d.status = 'pending' AND (d.attempts > 0) = :retrying))"
             " AND (:after_at IS NULL OR (d.created_at, d.id) > (:after_at, :after_id))"
@@ -435,6 +548,7 @@ class SqliteStore:
             "after_at": None if after is None else _ts(after[0]),
             "after_id": None if after is None else after[1],
             "limit": -1 if limit is None else limit,
+            "owner": owner,
         }
         rows = await self._read(lambda c: c.execute(sql, parameters).fetchall())
         return [_delivery(row) for row in rows]
@@ -481,6 +595,8 @@ class SqliteStore:
             busy = {row["endpoint"]: row["n"] for row in c.execute(_BUSY, {"now": at})}
             taken: list[str] = []
             probes: set[str] = set()
+            #: Rate-limited subscriptions given their one request of this claim.
+            paced: dict[str, int] = {}
             budget = max(limit, 1) * _SCAN_PER_CLAIM
             for row in c.execute(_DUE, {"now": at}):
                 budget -= 1
@@ -490,6 +606,10 @@ class SqliteStore:
                 probing = row["circuit"] in (CircuitState.OPEN, CircuitState.HALF_OPEN)
                 if busy.get(endpoint, 0) >= (1 if probing else cap):
                     continue
+                if row["rate_limit"] is not None:
+                    if row["sub"] in paced:
+                        continue
+                    paced[row["sub"]] = row["rate_limit"]
                 busy[endpoint] = busy.get(endpoint, 0) + 1
                 taken.append(row["id"])
                 if probing:
@@ -500,6 +620,12 @@ class SqliteStore:
                     "UPDATE circuits SET state = 'half_open', probe_until = ?, updated_at = ?"
                     " WHERE endpoint = ?",
                     (until, at, endpoint),
+                )
+            for sub, rate in paced.items():
+                # One request per 60/rate seconds: a batch claimed with it rides along.
+                c.execute(
+                    "UPDATE subscriptions SET rate_next_at = ? WHERE id = ?",
+                    (_ts(now + timedelta(seconds=60 / rate)), sub),
                 )
             return self._lease(c, taken, owner, until)
 
@@ -792,14 +918,15 @@ class SqliteStore:
     ) -> Subscription | None:
         def update(c: sqlite3.Connection) -> Subscription | None:
             changed = c.execute(
-                "UPDATE subscriptions SET secret = ?, mode = ?, ordered = ?, form = ?, options = ?"
-                " WHERE id = ?",
+                "UPDATE subscriptions SET secret = ?, mode = ?, ordered = ?, form = ?, options = ?,"
+                " rate_limit = ? WHERE id = ?",
                 (
                     settings.secret,
                     settings.mode,
                     int(settings.ordered),
                     settings.form,
                     options_json(settings),
+                    settings.rate_limit,
                     subscription_id,
                 ),
             ).rowcount
@@ -840,6 +967,102 @@ class SqliteStore:
         )
         return cursor.rowcount
 
+    async def queue_stats(self, *, now: datetime) -> QueueStats:
+        def stats(c: sqlite3.Connection) -> QueueStats:
+            pending, in_flight, oldest = c.execute(
+                "SELECT count(*), coalesce(sum(lease_until IS NOT NULL AND lease_until > ?), 0),"
+                " min(created_at) FROM deliveries WHERE status = 'pending'",
+                (_ts(now),),
+            ).fetchone()
+            (dead,) = c.execute("SELECT count(*) FROM deliveries WHERE status = 'dead'").fetchone()
+            circuits = {
+                CircuitState(state): count
+                for state, count in c.execute("SELECT state, count(*) FROM circuits GROUP BY 1")
+            }
+            return QueueStats(pending, in_flight, dead, _dt_or_none(oldest), circuits)
+
+        return await self._read(stats)
+
+    # -- terugmeldingen (transaction bodies in _sqlite_terugmeldingen.py) ---------------------
+
+    async def create_terugmelding(
+        self,
+        record: TerugmeldingRecord,
+        request: DmksRequest,
+        idempotency: IdempotencyKey | None = None,
+    ) -> CreatedTerugmelding:
+        return await self._write(partial(_tm.create, record, request, idempotency))
+
+    async def get_terugmelding(self, terugmelding_id: str) -> TerugmeldingRecord | None:
+        return await self._read(partial(_tm.get, terugmelding_id))
+
+    async def list_terugmeldingen(
+        self,
+        *,
+        owner: str | None = None,
+        transport_status: TransportStatus | None = None,
+        dmks_status: str | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> list[TerugmeldingRecord]:
+        return await self._read(
+            partial(
+                _tm.listing,
+                owner=owner,
+                transport_status=transport_status,
+                dmks_status=dmks_status,
+                after=after,
+                limit=limit,
+            )
+        )
+
+    async def terugmelding_history(self, terugmelding_id: str) -> list[HistoryEntry]:
+        return await self._read(partial(_tm.history, terugmelding_id))
+
+    async def queue_intrekking(
+        self, request: DmksRequest, *, end_states: Collection[str]
+    ) -> TerugmeldingRecord | None:
+        return await self._write(partial(_tm.queue_intrekking, request, tuple(end_states)))
+
+    async def claim_dmks_requests(
+        self, *, now: datetime, limit: int, lease_until: datetime, owner: str
+    ) -> list[DmksRequest]:
+        return await self._write(partial(_tm.claim, now, limit, lease_until, owner), durable=False)
+
+    async def complete_dmks_request(
+        self,
+        request: DmksRequest,
+        outcome: DmksOutcome,
+        notice: TransportNotice,
+        matcher: SubscriptionMatcher,
+    ) -> bool:
+        return await self._write(
+            partial(
+                _tm.complete,
+                request=request,
+                outcome=outcome,
+                notice=notice,
+                matcher=matcher,
+                ingest=self._ingest,
+            )
+        )
+
+    async def next_dmks_due_at(self) -> datetime | None:
+        return await self._read(_tm.next_due)
+
+    async def release_dmks_leases(self, owner: str | None = None) -> int:
+        return await self._write(partial(_tm.release, owner))
+
+    async def open_terugmeldingen(self, *, end_states: Collection[str]) -> list[OpenTerugmelding]:
+        return await self._read(partial(_tm.open_ones, tuple(end_states)))
+
+    async def record_dmks_status(
+        self, change: DmksStatusChange, matcher: SubscriptionMatcher
+    ) -> bool:
+        return await self._write(
+            partial(_tm.record_status, change, matcher, self._ingest, self._clock.now())
+        )
+
 
 def _apply(outcome: Outcome, attempt: Attempt) -> tuple[str, str | None, str | None]:
     """The delivery's new (status, next_attempt_at, last_error) for an outcome."""
@@ -850,6 +1073,26 @@ def _apply(outcome: Outcome, attempt: Attempt) -> tuple[str, str | None, str | N
             raise StoreError("a RETRY outcome needs retry_at")
         return DeliveryStatus.PENDING.value, _ts(outcome.retry_at), attempt.error
     return DeliveryStatus.DEAD.value, None, outcome.reason or attempt.error
+
+
+def _subscription_filter(
+    owner: str | None, sink: str | None, types: Sequence[str]
+) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (empty or starting with a space) and its parameters for a listing."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if owner is not None:
+        clauses.append("owner = :owner")
+        params["owner"] = owner
+    if sink is not None:
+        clauses.append("sink = :sink")
+        params["sink"] = sink
+    for index, wanted in enumerate(dict.fromkeys(types)):
+        # The index only names a bound parameter; the values themselves are bound.
+        exists = "EXISTS (SELECT 1 FROM json_each(subscriptions.types) WHERE value = :type"
+        clauses.append(f"{exists}{index})")
+        params[f"type{index}"] = wanted
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def _subscription(row: sqlite3.Row) -> Subscription:
@@ -874,6 +1117,7 @@ def _subscription(row: sqlite3.Row) -> Subscription:
         status=SubscriptionStatus(row["status"]),
         status_reason=row["status_reason"],
         disabled_at=_dt_or_none(row["disabled_at"]),
+        owner=row["owner"],
     )
 
 
@@ -903,6 +1147,33 @@ def _circuit(row: sqlite3.Row) -> Circuit:
     )
 
 
+def _sequenced(c: sqlite3.Connection, event: NewEvent) -> tuple[NewEvent, str]:
+    """The event with the next `sequence` of its source in its bodies and attributes.
+
+    The counter row stays locked until the ingest transaction ends, so numbers are given in
+    commit order and a rolled-back ingest gives none away."""
+    (number,) = c.execute(
+        "INSERT INTO source_sequences (source, last) VALUES (?, 1)"
+        " ON CONFLICT (source) DO UPDATE SET last = last + 1 RETURNING last",
+        (event.source,),
+    ).fetchone()
+    sequence = format_sequence(number)
+    try:
+        numbered = dataclasses.replace(
+            event,
+            attributes={**event.attributes, "sequence": sequence},
+            body=with_sequence(event.body, sequence),
+            informatiearm_body=(
+                None
+                if event.informatiearm_body is None
+                else with_sequence(event.informatiearm_body, sequence)
+            ),
+        )
+    except ValueError as error:
+        raise StoreError(f"event {event.id} cannot be stored: {error}") from error
+    return numbered, sequence
+
+
 def _event(row: sqlite3.Row) -> StoredEvent:
     return StoredEvent(
         id=row["id"],
@@ -916,6 +1187,8 @@ def _event(row: sqlite3.Row) -> StoredEvent:
         informatiearm_body=(
             None if row["informatiearm_body"] is None else bytes(row["informatiearm_body"])
         ),
+        sequence=row["sequence"],
+        position=row["seq"],
     )
 
 

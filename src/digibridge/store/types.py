@@ -9,7 +9,7 @@ their own types into these records.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -95,6 +95,19 @@ class DeliverySettings:
     #: Batch mode: at most this many events, and this many bytes of JSON, per request.
     batch_max_events: int = 100
     batch_max_bytes: int = 1024 * 1024
+    #: Validation of the sink before use: `cloudevents` (the webhook spec's OPTIONS handshake),
+    #: `none` (endpoint agreed out of band) or `vng` (a test POST with and without credential).
+    handshake: str = "cloudevents"
+    #: Requests per minute the subscriber asked for (`WebHook-Request-Rate`); None: no limit.
+    rate: int | None = None
+    #: Requests per minute the receiver granted (`WebHook-Allowed-Rate`); None: no limit (`*`).
+    allowed_rate: int | None = None
+
+    @property
+    def rate_limit(self) -> int | None:
+        """Requests per minute the dispatcher keeps to: the lower of asked and granted."""
+        limits = [limit for limit in (self.rate, self.allowed_rate) if limit is not None]
+        return min(limits) if limits else None
 
 
 def endpoint_of(sink: str) -> str:
@@ -185,6 +198,11 @@ class StoredEvent:
     created_at: datetime
     #: The informatiearm form of `body`; None for events stored without one.
     informatiearm_body: bytes | None = None
+    #: The `sequence` attribute the store gave it (per source, zero-padded; also in `body`).
+    sequence: str | None = None
+    #: Where it stands in the feed: increasing in commit order, never reused (see
+    #: `Store.list_events`).
+    position: int = 0
 
 
 @dataclass(frozen=True)
@@ -336,6 +354,192 @@ class PurgeResult:
     messages: int
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    """The delivery queue at one moment, for `/metrics` (counts only, never ids)."""
+
+    #: Pending deliveries, leased (being sent) or not.
+    pending: int
+    #: Of `pending`: held by a dispatcher's lease right now.
+    in_flight: int
+    dead: int
+    #: When the oldest pending delivery was created; None when nothing is pending.
+    oldest_pending_since: datetime | None
+    #: Endpoints per circuit state (states without endpoints are left out).
+    circuits: Mapping[CircuitState, int] = field(default_factory=dict)
+
+
+# -- terugmeldingen (the reverse path) ------------------------------------------------------
+
+
+class TransportStatus(enum.StrEnum):
+    """How far digibridge got handing a request to DigiMelding."""
+
+    #: Accepted and committed; waiting in the outbox (also while being retried).
+    ONTVANGEN = "ontvangen"
+    #: DigiMelding answered with an `AnnotatieVerwijzing`.
+    VERZONDEN = "verzonden"
+    #: Given up: a fault that is not retried, or attempts exhausted.
+    MISLUKT = "mislukt"
+
+
+class RequestKind(enum.StrEnum):
+    """What an outbox request does to its terugmelding."""
+
+    MELDING = "melding"
+    INTREKKING = "intrekking"
+
+
+class HistoryKind(enum.StrEnum):
+    #: The transport status of a request (`request_kind`) changed.
+    TRANSPORT = "transport"
+    #: The registry's DMKS status changed (seen by the poller).
+    DMKS = "dmks"
+    #: One attempt failed (a SOAP Fault with its DK code, or a transport error).
+    FAULT = "fault"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One line of a terugmelding's history."""
+
+    kind: HistoryKind
+    at: datetime
+    status: str | None = None
+    previous: str | None = None
+    request_kind: RequestKind | None = None
+    #: A fault's DK code (`DK0004`), or `transport` for a connection error.
+    code: str | None = None
+    text: str | None = None
+    #: Retried after this fault (False: given up).
+    retried: bool | None = None
+    #: A DMKS status change the lifecycle does not allow (recorded all the same).
+    unexpected: bool = False
+    #: Registry's time of a DMKS status change or of a receipt.
+    registry_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TerugmeldingRecord:
+    """A terugmelding as stored: its owner, what was accepted, and its two statuses."""
+
+    id: str
+    #: The consumer that submitted it; only it (or an admin) sees it.
+    owner: str
+    registratie: str
+    oin_basisregistratie: str
+    oin_melder: str
+    #: The accepted resource fields (lowerCamelCase JSON, attachment data left out).
+    document: Mapping[str, Any]
+    #: `@uuid` of the root `Terugmelding` annotation: the registry's handle on it.
+    root_uuid: str
+    transport_status: TransportStatus
+    created_at: datetime
+    updated_at: datetime
+    dmks_status: str | None = None
+    dmks_status_at: datetime | None = None
+    #: `AnnotatieVerwijzing` and `Tijdstempel` of DigiMelding's receipt of the melding.
+    annotatie_uuid: str | None = None
+    verzonden_at: datetime | None = None
+    #: Transport status of a withdrawal, None when none was asked.
+    intrekking_status: TransportStatus | None = None
+
+
+@dataclass(frozen=True)
+class DmksRequest:
+    """An `AnnotatieToevoegen` waiting in the outbox, exactly as it will be sent."""
+
+    id: str
+    terugmelding_id: str
+    kind: RequestKind
+    registratie: str
+    oin_basisregistratie: str
+    #: The serialised `AnnotatieBoom` element.
+    annotatieboom: bytes
+    root_uuid: str
+    uuids: tuple[str, ...]
+    created_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    #: With a claimed request: who holds it and until when.
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """`Idempotency-Key` of a create, scoped per consumer, with a digest of the body."""
+
+    owner: str
+    key: str
+    body_digest: str
+
+
+class IdempotencyConflict(StoreConflict):
+    """The key was used before with another body."""
+
+
+@dataclass(frozen=True)
+class CreatedTerugmelding:
+    record: TerugmeldingRecord
+    #: True when an earlier create with the same key and body is answered again.
+    replayed: bool
+
+
+class DmksOutcomeKind(enum.StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DmksOutcome:
+    """What became of one attempt to send a `DmksRequest`."""
+
+    kind: DmksOutcomeKind
+    at: datetime
+    #: SENT: the receipt.
+    annotatie_uuid: str | None = None
+    tijdstempel: datetime | None = None
+    #: RETRY: when to try again.
+    retry_at: datetime | None = None
+    #: RETRY / FAILED: the DK code (or `transport`) and the text.
+    code: str | None = None
+    error: str | None = None
+
+
+#: Builds the CloudEvent announcing a transport status change: (record after the change, request
+#: kind, new status, time) -> the event to store.
+TransportNotice = Callable[[TerugmeldingRecord, RequestKind, TransportStatus, datetime], NewEvent]
+
+
+@dataclass(frozen=True)
+class OpenTerugmelding:
+    """A sent terugmelding whose DMKS status can still change: what the poller asks after."""
+
+    id: str
+    registratie: str
+    oin_basisregistratie: str
+    oin_melder: str
+    root_uuid: str
+    dmks_status: str | None
+
+
+@dataclass(frozen=True)
+class DmksStatusChange:
+    """A DMKS status seen by the poller, to record if the stored status is still `previous`."""
+
+    terugmelding_id: str
+    previous: str | None
+    status: str
+    #: The registry's time of the change (`Tijdstempel` of the status entry).
+    at: datetime
+    unexpected: bool
+    #: The `status-gewijzigd` CloudEvent; its id makes a re-observed change a no-op.
+    event: NewEvent
+
+
 class Store(Protocol):
     """Durable state of digibridge. Every method is a single transaction."""
 
@@ -360,12 +564,54 @@ class Store(Protocol):
 
     async def get_subscription(self, subscription_id: str) -> Subscription | None: ...
 
-    async def list_subscriptions(self) -> list[Subscription]: ...
+    async def list_subscriptions(
+        self,
+        *,
+        owner: str | None = None,
+        sink: str | None = None,
+        types: Sequence[str] = (),
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Subscription]:
+        """Subscriptions in (created_at, id) order, narrowed to one `owner`, one exact `sink`,
+        and those whose `types` include every one of `types`; then `offset` and `limit`."""
+
+    async def count_subscriptions(
+        self, *, owner: str | None = None, sink: str | None = None, types: Sequence[str] = ()
+    ) -> int:
+        """How many subscriptions `list_subscriptions` with the same filters would give in all."""
+
+    async def update_subscription(self, subscription: Subscription) -> Subscription | None:
+        """Replace what a client may change (sink, types, source, filters, protocolsettings,
+        sinkcredential, delivery settings) of the stored subscription with that id, keeping its
+        id, owner, creation time and status; the stored result (None: unknown id). The next
+        ingest matches with the new filters."""
 
     async def delete_subscription(self, subscription_id: str) -> bool:
         """Delete it and its pending deliveries; False when it did not exist."""
 
     async def get_event(self, event_id: str) -> StoredEvent | None: ...
+
+    async def list_events(
+        self,
+        *,
+        after: int = 0,
+        types: Sequence[str] = (),
+        source: str | None = None,
+        limit: int,
+    ) -> list[StoredEvent]:
+        """Up to `limit` events with a `position` above `after`, in position order, narrowed to
+        those of one of `types` (empty: any) and of `source`.
+
+        Positions grow in commit order, so a reader that resumes after the last position it saw
+        never misses an event committed later (SQLite: the AUTOINCREMENT row id, one writer; a
+        shared database: a counter row taken in the ingest transaction, held until commit)."""
+
+    async def feed_head(self) -> int:
+        """The highest position ever given (0 for an empty store): where a feed reader that
+        wants only what comes next starts, and the bound a valid cursor cannot pass. Every
+        event at or below it is committed: a `list_events` that starts after this call sees
+        them all."""
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
 
@@ -377,10 +623,11 @@ class Store(Protocol):
         retrying: bool | None = None,
         after: tuple[datetime, str] | None = None,
         limit: int | None = None,
+        owner: str | None = None,
     ) -> list[Delivery]:
         """Deliveries in (created_at, id) order. `retrying` narrows pending ones to those with
         (True) or without (False) a failed attempt; `after` is the (created_at, id) of the last
-        one of the previous page."""
+        one of the previous page; `owner` keeps those of subscriptions that consumer owns."""
 
     async def list_attempts(self, delivery_id: str) -> list[Attempt]: ...
 
@@ -402,7 +649,9 @@ class Store(Protocol):
         Also held back: deliveries to an endpoint with `per_endpoint` leases running; to an
         endpoint whose circuit is open (once its pause is over, one delivery is let through as
         the probe, and the circuit is half-open until the probe's lease ends); and, for an
-        `ordered` subscription, those with an earlier pending delivery of the same subject.
+        `ordered` subscription, those with an earlier pending delivery of the same subject;
+        and for a subscription with a `rate_limit` (requests per minute), all but one request
+        per `60 / rate_limit` seconds (a batch claimed with it is that one request).
 
         Both happen in one transaction, so a dispatcher pays one round trip per turn of its
         loop instead of two per delivery, and the leases and ordering the outcomes release
@@ -461,3 +710,76 @@ class Store(Protocol):
 
     async def release_leases(self, owner: str | None = None) -> int:
         """Return leased deliveries to the queue (all, or one owner's); the count released."""
+
+    async def queue_stats(self, *, now: datetime) -> QueueStats:
+        """Counts of the delivery queue and circuit states (leases still valid at `now` count
+        as in flight), read in one transaction."""
+
+    # -- terugmeldingen ----------------------------------------------------------------------
+
+    async def create_terugmelding(
+        self,
+        record: TerugmeldingRecord,
+        request: DmksRequest,
+        idempotency: IdempotencyKey | None = None,
+    ) -> CreatedTerugmelding:
+        """Store a terugmelding, its first history line and its outbox request, durably, in one
+        transaction. With a key already used by the owner: the first record (`replayed`) when
+        the body digest matches, IdempotencyConflict when it does not."""
+
+    async def get_terugmelding(self, terugmelding_id: str) -> TerugmeldingRecord | None: ...
+
+    async def list_terugmeldingen(
+        self,
+        *,
+        owner: str | None = None,
+        transport_status: TransportStatus | None = None,
+        dmks_status: str | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> list[TerugmeldingRecord]:
+        """In (created_at, id) order; `owner` None: everyone's; `after` as for deliveries."""
+
+    async def terugmelding_history(self, terugmelding_id: str) -> list[HistoryEntry]:
+        """Oldest first."""
+
+    async def queue_intrekking(
+        self, request: DmksRequest, *, end_states: Collection[str]
+    ) -> TerugmeldingRecord | None:
+        """Queue a withdrawal (its transport status `ontvangen`) and its history line; None for
+        an unknown terugmelding. StoreConflict when its melding failed to send, a withdrawal
+        was already asked, or its DMKS status is one of `end_states`."""
+
+    async def claim_dmks_requests(
+        self, *, now: datetime, limit: int, lease_until: datetime, owner: str
+    ) -> list[DmksRequest]:
+        """Lease up to `limit` pending outbox requests due at `now`, oldest first, that nobody
+        holds, and that have no earlier pending request of the same terugmelding (a withdrawal
+        waits for its melding)."""
+
+    async def complete_dmks_request(
+        self,
+        request: DmksRequest,
+        outcome: DmksOutcome,
+        notice: TransportNotice,
+        matcher: SubscriptionMatcher,
+    ) -> bool:
+        """Record an attempt's outcome, only while `request`'s lease is still ours (False:
+        it was taken over, nothing recorded). A transport status change is written to the
+        history and announced by the `notice` event, stored like any event. A failed melding
+        fails the requests queued behind it."""
+
+    async def next_dmks_due_at(self) -> datetime | None:
+        """When the earliest pending outbox request becomes claimable (lease included)."""
+
+    async def release_dmks_leases(self, owner: str | None = None) -> int:
+        """Return leased outbox requests to the queue (all, or one owner's); the count."""
+
+    async def open_terugmeldingen(self, *, end_states: Collection[str]) -> list[OpenTerugmelding]:
+        """Sent terugmeldingen whose DMKS status is not one of `end_states`, oldest first."""
+
+    async def record_dmks_status(
+        self, change: DmksStatusChange, matcher: SubscriptionMatcher
+    ) -> bool:
+        """Record a DMKS status change with its history line and event, if the stored status
+        is still `change.previous` (False otherwise: nothing written)."""

@@ -8,8 +8,9 @@ again without new events.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from lxml import etree
@@ -20,9 +21,13 @@ from starlette.types import Scope
 from digibridge.clock import Clock
 from digibridge.events.filters import subscription_matches
 from digibridge.events.records import to_new_event
+from digibridge.events.types import CloudEvent
 from digibridge.mapping.engine import MappingSet
 from digibridge.mapping.types import MappingError, NoMatchingMapping
-from digibridge.store.types import InboundMessage, Store, StoreError
+from digibridge.metrics import ACCEPTED, DUPLICATE, REFUSED, Metrics
+from digibridge.store.types import InboundMessage, IngestResult, Store, StoreError
+from digibridge.tracing import LocalSpans, Spans, TraceContext, new_trace, with_trace
+from digibridge.tracing import current as current_trace
 from digibridge.wus.access import InboundSecurity
 from digibridge.wus.addressing import new_message_id
 from digibridge.wus.digilevering import (
@@ -55,6 +60,14 @@ class BodyTooLarge(Exception):
     """The request body passed the configured cap while it was being read."""
 
 
+@dataclass
+class _Handling:
+    """What is known of a request so far, for its metrics (filled in as parsing gets further)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    registry: str | None = None
+
+
 class DigileveringEndpoint:
     """Accepts DigiLevering messages over WUS and stores them durably before answering."""
 
@@ -68,6 +81,8 @@ class DigileveringEndpoint:
         max_body_bytes: int,
         max_depth: int,
         security: InboundSecurity | None = None,
+        metrics: Metrics | None = None,
+        spans: Spans | None = None,
     ) -> None:
         self._store = store
         self._mappings = mappings
@@ -76,6 +91,8 @@ class DigileveringEndpoint:
         self.max_body_bytes = max_body_bytes
         self._max_depth = max_depth
         self._security = security or InboundSecurity.off(clock)
+        self.metrics = metrics or Metrics()
+        self._spans: Spans = spans or LocalSpans()
 
     async def handle(
         self,
@@ -84,12 +101,20 @@ class DigileveringEndpoint:
         content_type: str | None,
         soap_action: str | None,
         peer: PeerIdentity = NO_PEER,
+        trace: TraceContext | None = None,
+        started: float | None = None,
     ) -> SoapAnswer:
         """Process one request body; never raises for bad input, always answers.
 
-        `peer` is the client certificate the request came with (mutual TLS), if any.
+        `peer` is the client certificate the request came with (mutual TLS), if any; `trace`
+        its `traceparent` (a new trace when None); `started` when reading it began
+        (`time.perf_counter`), for the latency metric.
         """
         version = version_from_content_type(content_type)
+        trace = trace or new_trace()
+        handling = _Handling() if started is None else _Handling(started)
+        # Every line logged for this request carries its trace and, once known, its MessageID.
+        tokens = dict(structlog.contextvars.bind_contextvars(trace_id=trace.trace_id))
         try:
             request = parse_request(
                 data,
@@ -99,7 +124,12 @@ class DigileveringEndpoint:
                 ws_security=self._security.ws_security_enabled,
             )
             version = request.version
-            return await self._accept(request.version, request, data, peer)
+            tokens.update(
+                structlog.contextvars.bind_contextvars(message_id=request.addressing.message_id)
+            )
+            return await self._accept(
+                request.version, request, data, peer, trace=trace, handling=handling
+            )
         except SoapFault as fault:
             log.warning(
                 "soap_refused",
@@ -107,10 +137,54 @@ class DigileveringEndpoint:
                 reason=fault.reason,
                 element=fault.element,
             )
+            self.refused(fault, handling.started, handling.registry)
             return fault_answer(fault, version)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
+
+    async def _store_events(
+        self, message: InboundMessage, events: list[CloudEvent], trace: TraceContext
+    ) -> IngestResult:
+        """Commit the message and its events, as one hop of the trace. The events name that hop
+        as their parent; they are stored only when the message is new, so a re-sent message (a
+        duplicate, perhaps in another trace) never changes them."""
+        attributes = {
+            "messaging.message.id": message.message_id,
+            "digibridge.registry": message.basisregistratie,
+        }
+        with self._spans.span("digilevering.ingest", trace, attributes) as hop:
+            try:
+                return await self._store.ingest(
+                    message,
+                    [to_new_event(with_trace(event, hop)) for event in events],
+                    subscription_matches,
+                )
+            except StoreError as exc:
+                log.error("store_unavailable", error=str(exc))
+                raise SoapFault(
+                    DkCode.SERVICE_UNAVAILABLE,
+                    "the message could not be stored; nothing was accepted, please retry later",
+                    client=False,
+                ) from None
+
+    def refused(self, fault: SoapFault, started: float, registry: str | None = None) -> None:
+        """Count a request answered with `fault`."""
+        self.metrics.inbound_message(
+            registry=registry,
+            result=REFUSED,
+            seconds=time.perf_counter() - started,
+            fault_code=fault.code.value,
+        )
 
     async def _accept(
-        self, version: SoapVersion, request: SoapRequest, data: bytes, peer: PeerIdentity
+        self,
+        version: SoapVersion,
+        request: SoapRequest,
+        data: bytes,
+        peer: PeerIdentity,
+        *,
+        trace: TraceContext,
+        handling: _Handling,
     ) -> SoapAnswer:
         addressing = request.addressing
         operation = operation_for(request.body_child)
@@ -121,6 +195,7 @@ class DigileveringEndpoint:
                 f"(expected {operation.action!r})",
             )
         levering = parse_levering(request.body_child)
+        handling.registry = levering.basisregistratie
         sender = self._security.check(request, levering.basisregistratie, peer)
         received_at = self._clock.now()
         try:
@@ -148,17 +223,12 @@ class DigileveringEndpoint:
             sender_oin=sender.oin,
             raw=data,
         )
-        try:
-            result = await self._store.ingest(
-                message, [to_new_event(event) for event in events], subscription_matches
-            )
-        except StoreError as exc:
-            log.error("store_unavailable", message_id=addressing.message_id, error=str(exc))
-            raise SoapFault(
-                DkCode.SERVICE_UNAVAILABLE,
-                "the message could not be stored; nothing was accepted, please retry later",
-                client=False,
-            ) from None
+        result = await self._store_events(message, events, trace)
+        self.metrics.inbound_message(
+            registry=levering.basisregistratie,
+            result=DUPLICATE if result.duplicate else ACCEPTED,
+            seconds=time.perf_counter() - handling.started,
+        )
         if result.duplicate:
             log.info(
                 "soap_duplicate",
@@ -175,6 +245,7 @@ class DigileveringEndpoint:
                 event_ids=list(result.event_ids),
                 deliveries=result.deliveries_created,
             )
+            self.metrics.events_stored(event.type for event in events)
             if result.deliveries_created:
                 self._on_stored()
         acknowledgement = build_acknowledgement(
@@ -235,6 +306,7 @@ class WusRoutes:
         self._identify = identify
 
     async def post(self, request: Request) -> Response:
+        started = time.perf_counter()
         endpoint = self._endpoint()
         content_type = request.headers.get("content-type")
         try:
@@ -246,6 +318,7 @@ class WusRoutes:
                 http_status=413,
             )
             log.warning("soap_refused", code=fault.code.value, reason=fault.reason)
+            endpoint.refused(fault, started)
             answer = fault_answer(fault, version_from_content_type(content_type))
             return Response(
                 answer.body,
@@ -260,6 +333,8 @@ class WusRoutes:
             content_type=content_type,
             soap_action=request.headers.get("soapaction"),
             peer=self._identify(request.scope) if self._identify else NO_PEER,
+            trace=current_trace(),
+            started=started,
         )
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
 

@@ -1,0 +1,162 @@
+"""What the benchmarks share: free ports, helper processes, the machine, the result shape.
+
+Every scenario reports a `Figure`: the measured value, the baseline measured in the same run
+on the same machine, their ratio, and the target the ratio (or, for absolute targets, the
+value) must meet.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Rounds of A/B measurements; the figures are medians over rounds.
+ROUNDS = 3
+#: Multiplies every count; `python -m bench --tiny` (the test suite's smoke run) lowers it.
+SCALE = {"factor": 1.0}
+
+
+def scaled(count: int, minimum: int = 2) -> int:
+    """`count` times the run's scale factor, at least `minimum`."""
+    return max(minimum, int(count * SCALE["factor"]))
+
+
+@dataclass
+class Figure:
+    """One scenario's result. `ratio` is value/baseline where a baseline exists; `target`
+    applies to `ratio` (`target_of = "ratio"`) or to `value` (absolute targets)."""
+
+    name: str
+    unit: str
+    value: float
+    baseline: float | None = None
+    baseline_name: str | None = None
+    target: float | None = None
+    #: "ratio" (>=), "value" (>=) or "value_max" (<=).
+    target_of: str = "ratio"
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.baseline == 0:
+            return None
+        return self.value / self.baseline
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        if self.target_of == "ratio":
+            return self.ratio is not None and self.ratio >= self.target
+        if self.target_of == "value_max":
+            return self.value <= self.target
+        return self.value >= self.target
+
+    def as_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["ratio"] = self.ratio
+        document["met"] = self.met
+        return document
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    memory = 0
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            memory = int(meminfo.readline().split()[1]) * 1024
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "memory_bytes": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port}") from None
+            time.sleep(0.05)
+
+
+@contextmanager
+def helper_process(arguments: list[str], ports: list[int]) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m <arguments>` in its own process, until it listens on every port."""
+    process = subprocess.Popen([sys.executable, "-m", *arguments])
+    try:
+        for port in ports:
+            wait_for_port(port, process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def receiver(ports: list[int], *, record: bool = False) -> Iterator[None]:
+    """The benchmark webhook receiver (`bench/_receiver.py`) on `ports`."""
+    arguments = ["bench._receiver", ",".join(map(str, ports))]
+    with helper_process([*arguments, "--record"] if record else arguments, ports):
+        yield
+
+
+async def alternate(
+    first: Callable[[], Awaitable[float]],
+    second: Callable[[], Awaitable[float]],
+    rounds: int = ROUNDS,
+) -> list[tuple[float, float]]:
+    """`rounds` rounds of both measurements, alternating which goes first, so a busy machine
+    slows both alike instead of whichever ran second."""
+    results: list[tuple[float, float]] = []
+    for number in range(rounds):
+        if number % 2 == 0:
+            a = await first()
+            b = await second()
+        else:
+            b = await second()
+            a = await first()
+        results.append((a, b))
+    return results
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The `share` (0-1) percentile, nearest rank."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(share * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)

@@ -1,0 +1,85 @@
+"""Ingest: durable SOAP messages per second through `digibridge serve`.
+
+The gateway (its own process: parse, validate, map, durable SQLite commit, acknowledge) against
+a bare uvicorn app that only parses the same body with lxml and answers 204 (`bench/_bare.py`),
+loaded the same way (`bench/_load.py`: distinct BRP move messages, `CONCURRENCY` in flight), in
+alternating rounds. Target: ratio >= 0.5.
+
+    python -m bench.ingest [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.support.gateway import GatewayProcess
+
+from bench._common import Figure, alternate, free_port, helper_process, median, scaled
+from bench._load import post_all, requests
+
+CONCURRENCY = 16
+TARGET = 0.5
+
+
+async def run(quick: bool, *, count: int | None = None) -> list[Figure]:
+    count = count or scaled(300 if quick else 2000, 10)
+    bare_port = free_port()
+    bare_url = f"http://127.0.0.1:{bare_port}/wus/digilevering"
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder,
+        helper_process(["bench._bare", "ingest", str(bare_port)], [bare_port]),
+    ):
+        gateway = GatewayProcess(Path(folder)).start()
+        try:
+
+            async def ours() -> float:
+                batch = [request.body for request in requests(count)]
+                return count / await post_all(gateway.wus_url, batch, concurrency=CONCURRENCY)
+
+            async def bare() -> float:
+                batch = [request.body for request in requests(count)]
+                return count / await post_all(bare_url, batch, concurrency=CONCURRENCY, expect=204)
+
+            warm = max(20, count // 10)
+            await post_all(
+                gateway.wus_url, [r.body for r in requests(warm)], concurrency=CONCURRENCY
+            )
+            await post_all(
+                bare_url, [r.body for r in requests(warm)], concurrency=CONCURRENCY, expect=204
+            )
+            rounds = await alternate(ours, bare)
+        finally:
+            gateway.stop()
+    return [
+        Figure(
+            name="ingest",
+            unit="messages/s",
+            value=median([ours for ours, _ in rounds]),
+            baseline=median([bare for _, bare in rounds]),
+            baseline_name="bare uvicorn app: lxml parse, 204",
+            target=TARGET,
+            details={
+                "messages_per_round": count,
+                "concurrency": CONCURRENCY,
+                "rounds": [{"digibridge": a, "bare": b} for a, b in rounds],
+            },
+        )
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
+    arguments = parser.parse_args()
+    figures = asyncio.run(run(arguments.quick))
+    print(json.dumps([figure.as_json() for figure in figures], indent=2))
+    return 0 if all(figure.met is not False for figure in figures) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
