@@ -142,6 +142,7 @@ def include_terugmeldingen(app: FastAPI, runtime: Runtime) -> DmksWorkers:
     The router reads the reverse mappings and wakes the outbox through `app.state`."""
     settings = runtime.settings
     dmks = dmks_workers(settings, runtime.store, runtime.clock, runtime.events_stored)
+    dmks.outbox.on_status = dmks.poller.on_status = runtime.metrics.terugmelding_status
     app.state.reverse_mappings = dmks.reverse
     app.state.dmks_outbox = dmks.outbox
     app.include_router(

@@ -116,7 +116,8 @@ def test_every_response_has_api_version_and_every_error_is_a_problem(
             assert operation["security"] == [], where
             assert "401" not in responses, where
         else:
-            assert "security" not in operation, where  # the document's: a key or a token
+            # A key or a token, holding the scope of the route family (api/auth.py).
+            assert operation["security"], where
             assert {"401", "403"} <= set(responses), where
         if method in ("post", "put", "patch") or operation.get("parameters"):
             assert "400" in responses, where
@@ -131,6 +132,34 @@ def test_every_response_has_api_version_and_every_error_is_a_problem(
     )
     for name in document["components"]["schemas"]:
         assert re.fullmatch(r"([A-Z][a-z0-9]+)+", name), name
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        ("get", "/subscriptions", "subscriptions:read"),
+        ("post", "/subscriptions", "subscriptions:write"),
+        ("patch", "/subscriptions/{subscription_id}", "subscriptions:write"),
+        ("get", "/events", "events:read"),
+        ("get", "/events/stream", "events:read"),
+        ("get", "/deliveries", "subscriptions:read"),
+        ("post", "/admin/reload", "deliveries:admin"),
+        ("post", "/terugmeldingen", "terugmeldingen:write"),
+    ],
+)
+def test_each_operation_names_the_scope_it_needs(
+    document: dict[str, Any], method: str, path: str, scope: str
+) -> None:
+    """What the routes' scope dependencies demand (api/auth.py), per security scheme."""
+    operation = document["paths"][path][method]
+    assert operation["security"] == [{"apiKey": [scope]}, {"oauth2": [scope]}]
+
+
+def test_every_secured_operation_names_a_scope(document: dict[str, Any]) -> None:
+    for path, method, operation in _operations(document):
+        security = operation.get("security")
+        assert security is not None, f"{method} {path} falls back to the global requirement"
+        assert all(len(scopes) == 1 for requirement in security for scopes in requirement.values())
 
 
 def test_there_is_one_webhook_per_event_type(

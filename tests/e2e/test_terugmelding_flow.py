@@ -15,6 +15,7 @@ import httpx
 import jsonschema
 import pytest
 from lxml import etree
+from prometheus_client.parser import text_string_to_metric_families
 
 from digibridge.events.builtin import BUILTIN_EVENT_TYPES
 from digibridge.wus.digimelding_stub import DigimeldingStub
@@ -181,9 +182,20 @@ def annotaties(stub: StubHandle, root_uuid: str) -> list[etree._Element]:
     return found
 
 
+def terugmeldingen_counted(gateway: GatewayProcess) -> dict[tuple[str, str], float]:
+    """`digibridge_terugmeldingen_total` from `/metrics`, by (kind, status)."""
+    counted: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(httpx.get(f"{gateway.url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "digibridge_terugmeldingen_total":
+                counted[(sample.labels["kind"], sample.labels["status"])] = sample.value
+    return counted
+
+
 def test_json_in_status_events_out(
-    api: httpx.Client, stub: StubHandle, subscriber: ScriptedSink
+    gateway: GatewayProcess, api: httpx.Client, stub: StubHandle, subscriber: ScriptedSink
 ) -> None:
+    before = terugmeldingen_counted(gateway)
     made = submit(api, nhr())
     tid, root = made["id"], made["annotatieUuid"]
     sent = until(api, tid, "sent", status="verzonden")
@@ -231,6 +243,15 @@ def test_json_in_status_events_out(
     closed = api.post(f"/terugmeldingen/{tid}/intrekken")
     assert closed.status_code == 409
     assert "Afgehandeld" in closed.json()["detail"]
+    after = terugmeldingen_counted(gateway)
+    for key in (
+        ("transport", "ontvangen"),
+        ("transport", "verzonden"),
+        ("dmks", "Gemeld"),
+        ("dmks", "In behandeling"),
+        ("dmks", "Afgehandeld"),
+    ):
+        assert after.get(key, 0) - before.get(key, 0) == 1, key
 
 
 def test_intrekken_end_to_end(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -276,21 +275,34 @@ def _authenticator(request: Request) -> Authenticator:
     return authenticator
 
 
-def require_scope(scope: str) -> Callable[[Request], Awaitable[Consumer]]:
+def require_scope(scope: str) -> ScopeRequirement:
     """A route dependency: the caller, who must hold `scope` (403 `insufficient_scope` if not).
 
     Use as `dependencies=[Depends(require_scope("terugmeldingen:write"))]`."""
     return scope_by_method(read=scope, write=scope)
 
 
-def scope_by_method(*, read: str, write: str) -> Callable[[Request], Awaitable[Consumer]]:
+def scope_by_method(*, read: str, write: str) -> ScopeRequirement:
     """A route dependency demanding `read` for GET/HEAD/OPTIONS and `write` for the others."""
     if not {read, write} <= ALL_SCOPES:
         raise ValueError(f"unknown scope in {read!r}, {write!r}")
+    return ScopeRequirement(read, write)
 
-    async def scoped(request: Request) -> Consumer:
+
+@dataclass(frozen=True)
+class ScopeRequirement:
+    """The scope a route family needs, per method; a value (not a closure), so the OpenAPI
+    document can name each operation's scope."""
+
+    read: str
+    write: str
+
+    def needed(self, method: str) -> str:
+        return self.read if method.upper() in _READ_METHODS else self.write
+
+    async def __call__(self, request: Request) -> Consumer:
         consumer = await _authenticator(request).authenticate(request)
-        needed = read if request.method in _READ_METHODS else write
+        needed = self.needed(request.method)
         if needed not in consumer.scopes:
             raise Problem(
                 403,
@@ -302,8 +314,6 @@ def scope_by_method(*, read: str, write: str) -> Callable[[Request], Awaitable[C
                 ),
             )
         return consumer
-
-    return scoped
 
 
 class ApiAuthentication:

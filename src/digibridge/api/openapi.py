@@ -15,14 +15,15 @@ import copy
 import re
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, params
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import iter_route_contexts
 
 from digibridge.api._event_schemas import camel_case, documented_types, pascal_case
 from digibridge.api._webhooks import add_webhooks
-from digibridge.api.auth import PUBLIC_PATHS
+from digibridge.api.auth import PUBLIC_PATHS, ScopeRequirement
 from digibridge.api.problems import PROBLEM_JSON
 from digibridge.mapping.engine import MappingSet
 from digibridge.runtime import Runtime
@@ -155,7 +156,7 @@ class OpenApiDocument:
                 license_info={"name": "EUPL-1.2", "identifier": "EUPL-1.2"},
                 contact=self._contact,
             )
-            self._base_document = conform(generated)
+            self._base_document = conform(generated, scopes=route_scopes(app))
         return self._base_document
 
 
@@ -166,8 +167,27 @@ def _endpoint_name(operation_id: str, path: str, method: str) -> str:
     return operation_id.removesuffix(suffix) if operation_id.endswith(suffix) else operation_id
 
 
-def conform(document: dict[str, Any]) -> dict[str, Any]:
-    """FastAPI's generated document, brought to the NL API Design Rules (see module doc)."""
+def route_scopes(app: FastAPI) -> dict[tuple[str, str], str]:
+    """The scope each operation needs, `(path, method)` -> scope, from the routes'
+    `ScopeRequirement` dependencies (api/auth.py)."""
+    scopes: dict[tuple[str, str], str] = {}
+    for context in iter_route_contexts(app.routes):
+        # The context's dependencies are the route's with those of every router it is in.
+        dependencies: list[params.Depends] = getattr(context, "dependencies", None) or []
+        for dependency in dependencies:
+            requirement = dependency.dependency
+            if isinstance(requirement, ScopeRequirement) and context.path is not None:
+                for method in context.methods or ():
+                    scopes[(context.path, method.lower())] = requirement.needed(method)
+    return scopes
+
+
+def conform(
+    document: dict[str, Any], *, scopes: dict[tuple[str, str], str] | None = None
+) -> dict[str, Any]:
+    """FastAPI's generated document, brought to the NL API Design Rules (see module doc).
+    `scopes`: the scope per operation, named in its security requirements."""
+    scopes = scopes or {}
     components = document.setdefault("components", {})
     renames = _rename_schemas(components)
     document = _replace_refs(document, renames)
@@ -200,6 +220,12 @@ def conform(document: dict[str, Any]) -> dict[str, Any]:
                 name = _endpoint_name(operation.get("operationId", method), path, method)
                 operation["operationId"] = _unique(camel_case(name), seen_ids, method, path)
                 _conform_operation(method, operation, public=_is_public(path))
+                scope = scopes.get((path, method))
+                if scope is not None and operation.get("security") != []:
+                    # OpenAPI 3.1: for non-OAuth schemes the list names required roles.
+                    operation["security"] = [
+                        {name: [scope]} for name in components["securitySchemes"]
+                    ]
         paths[path.removeprefix(VERSION_PREFIX)] = item
     document["paths"] = paths
     _nulls_may_be_left_out(document)

@@ -36,6 +36,7 @@ from digibridge.delivery.dmks_outbox import DmksOutbox
 from digibridge.mapping.dmks import END_STATES, INGETROKKEN
 from digibridge.mapping.reverse import ReverseMapping, ReverseMappings
 from digibridge.mapping.reverse_types import Attribuut, Bijlage, Contact, Terugmelding
+from digibridge.metrics import TRANSPORT
 from digibridge.runtime import Runtime
 from digibridge.store.types import (
     DmksRequest,
@@ -471,6 +472,7 @@ async def create_terugmelding(
     if created.replayed:
         response.status_code = 200
     else:
+        runtime.metrics.terugmelding_status(TRANSPORT, "ontvangen")
         _outbox(request).wake()
     response.headers["Location"] = f"/v1/terugmeldingen/{stored.id}"
     return _out(stored, await runtime.store.terugmelding_history(stored.id))

@@ -75,6 +75,8 @@ class DmksOutbox:
         self._stopping = False
         #: Called after outcomes were stored (new events: the dispatcher may have work).
         self.on_stored: Callable[[], None] = lambda: None
+        #: Told each recorded transport status (`verzonden`, `mislukt`), for the metrics.
+        self.on_status: Callable[[str, str], None] = lambda kind, status: None
 
     def wake(self) -> None:
         """A request was queued: look now."""
@@ -135,6 +137,10 @@ class DmksOutbox:
         )
         if not recorded:
             log.warning("dmks_outcome_ignored", reason="lease taken over")
+        elif outcome.kind is DmksOutcomeKind.SENT:
+            self.on_status(TRANSPORT, "verzonden")
+        elif outcome.kind is DmksOutcomeKind.FAILED:
+            self.on_status(TRANSPORT, "mislukt")
 
     async def _attempt(self, request: DmksRequest) -> DmksOutcome:
         client = self._clients.get(request.registratie)

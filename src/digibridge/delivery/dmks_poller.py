@@ -25,6 +25,7 @@ from digibridge.delivery.digimelding_clients import DmksClient
 from digibridge.events.terugmeldingen import status_changed
 from digibridge.mapping.dmks import END_STATES, STATUSES, transition_allowed
 from digibridge.mapping.reverse_types import StatusEntry
+from digibridge.metrics import DMKS
 from digibridge.store.types import (
     DmksStatusChange,
     OpenTerugmelding,
@@ -63,6 +64,8 @@ class StatusPoller:
         self.failures: dict[str, int] = defaultdict(int)
         #: Called after changes were stored (new events: the dispatcher may have work).
         self.on_stored: Callable[[], None] = lambda: None
+        #: Told each recorded DMKS status, for the metrics.
+        self.on_status: Callable[[str, str], None] = lambda kind, status: None
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -172,4 +175,5 @@ class StatusPoller:
         recorded = await self._store.record_dmks_status(change, self._matcher(record.owner))
         if recorded:
             log.info("dmks_status_changed", unexpected=unexpected)
+            self.on_status(DMKS, entry.status)
         return recorded

@@ -246,8 +246,9 @@ class DigileveringEndpoint:
                 deliveries=result.deliveries_created,
             )
             self.metrics.events_stored(event.type for event in events)
-            if result.deliveries_created:
-                self._on_stored()
+            # New events: deliveries may be due, and feed streams are waiting even for events
+            # nobody subscribed to.
+            self._on_stored()
         acknowledgement = build_acknowledgement(
             levering,
             duplicate=result.duplicate,
