@@ -145,6 +145,18 @@ def _dt_or_none(text: str | None) -> datetime | None:
     return None if text is None else _dt(text)
 
 
+#: Ingests committed together at most (a bound on one transaction's size and time).
+_GROUP_COMMIT_MAX = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class _WaitingIngest:
+    message: InboundMessage
+    events: tuple[NewEvent, ...]
+    matcher: SubscriptionMatcher
+    future: asyncio.Future[IngestResult]
+
+
 class SqliteStore:
     """`Store` on a SQLite file (WAL, `synchronous=FULL`, foreign keys on)."""
 
@@ -157,6 +169,10 @@ class SqliteStore:
         self._synchronous = "FULL"
         #: Parsed subscriptions by id, with the row they were parsed from (store thread only).
         self._parsed: dict[str, tuple[tuple[Any, ...], Subscription]] = {}
+        #: Ingests waiting for the next group commit, and whether one is under way.
+        self._waiting: list[_WaitingIngest] = []
+        self._committing = False
+        self._commit_tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -282,7 +298,63 @@ class SqliteStore:
         events: Sequence[NewEvent],
         matcher: SubscriptionMatcher,
     ) -> IngestResult:
-        return await self._write(partial(self._ingest, message, tuple(events), matcher))
+        """Store a message's events durably, in a group commit: ingests that arrive while a
+        commit is on its way to disk are committed together after it, in one transaction with a
+        savepoint each (one failing rolls back only its own), so concurrent senders share one
+        fsync. Each returns only after the commit that holds it, as before."""
+        if self._executor is None:
+            raise StoreError(f"{self.path} is not open")
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_WaitingIngest(message, tuple(events), matcher, future))
+        if not self._committing:
+            self._committing = True
+            # The commit loop lives on its own, so a caller that gives up does not stop it.
+            task = asyncio.create_task(self._commit_waiting(), name="digibridge-group-commit")
+            self._commit_tasks.add(task)
+            task.add_done_callback(self._commit_tasks.discard)
+        return await future
+
+    async def _commit_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[:_GROUP_COMMIT_MAX]
+                del self._waiting[: len(batch)]
+                try:
+                    outcomes = await self._write(partial(self._ingest_group, batch))
+                except BaseException as error:  # the commit failed: nobody is acknowledged
+                    for waiting in batch:
+                        if not waiting.future.done():
+                            waiting.future.set_exception(error)
+                    if not isinstance(error, Exception):
+                        raise
+                    continue
+                for waiting, outcome in zip(batch, outcomes, strict=True):
+                    if waiting.future.done():  # the caller gave up (e.g. disconnected)
+                        continue
+                    if isinstance(outcome, Exception):
+                        waiting.future.set_exception(outcome)
+                    else:
+                        waiting.future.set_result(outcome)
+        finally:
+            self._committing = False
+
+    def _ingest_group(
+        self, batch: list[_WaitingIngest], c: sqlite3.Connection
+    ) -> list[IngestResult | Exception]:
+        outcomes: list[IngestResult | Exception] = []
+        for waiting in batch:
+            c.execute("SAVEPOINT ingest")
+            try:
+                outcomes.append(self._ingest(waiting.message, waiting.events, waiting.matcher, c))
+            except Exception as error:  # noqa: BLE001 - handed to that ingest's caller
+                c.execute("ROLLBACK TO ingest")
+                outcomes.append(
+                    StoreError(f"{self.path}: {error}")
+                    if isinstance(error, sqlite3.Error)
+                    else error
+                )
+            c.execute("RELEASE ingest")
+        return outcomes
 
     def _ingest(
         self,
