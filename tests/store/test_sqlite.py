@@ -6,13 +6,16 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 
 from digibridge.store._migrations import load_migrations
-from digibridge.store.sqlite import SqliteStore
+from digibridge.store.sqlite import _NEXT_DUE_WINDOW, SqliteStore
 from digibridge.store.types import StoreError
+from tests.store.conftest import FakeClock
+from tests.store.test_store_contract import event, match_all, message, subscription
 
 pytestmark = pytest.mark.anyio
 
@@ -101,3 +104,50 @@ async def test_another_process_is_refused_and_told_our_pid(tmp_path: Path) -> No
 
     assert result.returncode == 3, result.stderr
     assert f"in use by another digibridge process (pid {os.getpid()})" in result.stdout
+
+
+async def test_next_due_at_is_never_later_than_the_truth_behind_a_long_queue(
+    tmp_path: Path,
+) -> None:
+    """`next_due_at` weighs a window of the earliest pending deliveries (so it costs the same
+    with a million queued); when the window holds only held-back ones it answers the window's
+    edge: earlier than the truth (a look too early), never later (a delivery left waiting)."""
+    clock = FakeClock()
+    store = SqliteStore(tmp_path / "digibridge.db", clock=clock)
+    await store.open()
+    try:
+        now = clock.now()
+        await store.create_subscription(subscription("held"))
+        count = _NEXT_DUE_WINDOW + 20
+        await store.ingest(
+            message("uuid:held", "K-held"),
+            [event(f"held-{n}") for n in range(count)],
+            lambda sub, _e: sub.id == "held",
+        )
+        # Held back: all leased for an hour.
+        claimed = await store.claim_due(
+            now=now, limit=count, lease_until=now + timedelta(hours=1), owner="x"
+        )
+        assert len(claimed) == count
+        clock.advance(timedelta(seconds=1))
+        await store.create_subscription(subscription("later"))
+        await store.ingest(
+            message("uuid:later", "K-later"), [event("later-0")], lambda s, _e: s.id == "later"
+        )
+        truth = now + timedelta(seconds=1)  # the new delivery is due at once
+        answer = await store.next_due_at()
+        assert answer is not None
+        assert answer <= truth
+        # With the window holding the answer it is exact: a lease's end.
+        small = SqliteStore(tmp_path / "small.db", clock=clock)
+        await small.open()
+        try:
+            await small.create_subscription(subscription("one"))
+            await small.ingest(message("uuid:1", "K-1"), [event("ev-1")], match_all)
+            until = clock.now() + timedelta(minutes=5)
+            await small.claim_due(now=clock.now(), limit=1, lease_until=until, owner="x")
+            assert await small.next_due_at() == until.astimezone(UTC)
+        finally:
+            await small.close()
+    finally:
+        await store.close()
