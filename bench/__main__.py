@@ -2,9 +2,10 @@
 
     python -m bench [--quick] [--only NAME[,NAME]] [--out FILE]
 
-Runs mapping, ingest, delivery (with isolation), end to end and scaling, prints a summary
-table and writes every figure, the machine and the date as JSON (`--out`, default
-`bench-results.json`). Exit 1 when a figure misses its target. `--quick` runs small counts
+Runs mapping, ingest, delivery (with isolation), end to end, scaling and scale-out (several
+instances on PostgreSQL; skipped, with the reason recorded, when PostgreSQL does not answer),
+prints a summary table and writes every figure, the machine and the date as JSON (`--out`,
+default `bench-results.json`). Exit 1 when a figure misses its target. `--quick` runs small counts
 (under a minute); the full run stays under ten minutes.
 """
 
@@ -19,8 +20,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import delivery, e2e, ingest, mapping, scaling
-from bench._common import SCALE, Figure, machine
+from bench import delivery, e2e, ingest, mapping, scale, scaling
+from bench._common import SCALE, Figure, Skipped, machine
 from digibridge.logs import configure_logging
 
 
@@ -34,6 +35,7 @@ SUITES: dict[str, Callable[[bool], Awaitable[list[Figure]]]] = {
     "delivery": delivery.run,
     "e2e": e2e.run,
     "scaling": scaling.run,
+    "scale": scale.run,
 }
 
 
@@ -60,15 +62,23 @@ def summary(figures: list[Figure]) -> str:
     return "\n".join(lines)
 
 
-async def run_all(names: list[str], quick: bool) -> tuple[list[Figure], dict[str, float]]:
+async def run_all(
+    names: list[str], quick: bool
+) -> tuple[list[Figure], dict[str, float], dict[str, str]]:
+    """The figures, seconds per benchmark, and why any benchmark was skipped."""
     figures: list[Figure] = []
     durations: dict[str, float] = {}
+    skipped: dict[str, str] = {}
     for name in names:
         started = time.perf_counter()
-        figures += await SUITES[name](quick)
+        try:
+            figures += await SUITES[name](quick)
+        except Skipped as reason:
+            skipped[name] = str(reason)
+            print(f"{name}: skipped: {reason}", file=sys.stderr)
         durations[name] = time.perf_counter() - started
         print(f"{name}: done in {durations[name]:.0f} s", file=sys.stderr)
-    return figures, durations
+    return figures, durations, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         SCALE["factor"] = 0.02
     configure_logging("json", "error")
     started = datetime.now(UTC)
-    figures, durations = asyncio.run(run_all(names, arguments.quick))
+    figures, durations, skipped = asyncio.run(run_all(names, arguments.quick))
     document = {
         "date": started.isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
         "quick": arguments.quick,
         "machine": machine(),
         "seconds": durations,
+        "skipped": skipped,
         "figures": [figure.as_json() for figure in figures],
     }
     arguments.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

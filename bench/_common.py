@@ -7,6 +7,9 @@ value) must meet.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import os
 import platform
 import socket
@@ -14,10 +17,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from digibridge.logs import configure_logging
 
 #: Rounds of A/B measurements; the figures are medians over rounds.
 ROUNDS = 3
@@ -28,6 +33,11 @@ SCALE = {"factor": 1.0}
 def scaled(count: int, minimum: int = 2) -> int:
     """`count` times the run's scale factor, at least `minimum`."""
     return max(minimum, int(count * SCALE["factor"]))
+
+
+class Skipped(Exception):
+    """A benchmark that cannot run on this machine (a server it needs does not answer); the
+    suite records the reason instead of figures."""
 
 
 @dataclass
@@ -160,3 +170,21 @@ def percentile(values: list[float], share: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def run_one(
+    run: Callable[[bool], Coroutine[Any, Any, list[Figure]]],
+    doc: str | None,
+    *,
+    logging: bool = False,
+) -> int:
+    """`python -m bench.<name> [--quick]`: run one benchmark, print its figures as JSON; exit 1
+    when one misses its target."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
+    arguments = parser.parse_args()
+    if logging:
+        configure_logging("json", "error")
+    figures = asyncio.run(run(arguments.quick))
+    print(json.dumps([figure.as_json() for figure in figures], indent=2))
+    return 0 if all(figure.met is not False for figure in figures) else 1

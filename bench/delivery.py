@@ -18,9 +18,7 @@ second, and one disturbed round does not decide the verdict.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import socket
 import statistics
 import sys
@@ -33,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._common import Figure, alternate, free_port, receiver, scaled
+from bench._common import Figure, alternate, free_port, receiver, run_one, scaled
 from digibridge.delivery.dispatcher import Dispatcher
 from digibridge.delivery.guard import SinkGuard
 from digibridge.delivery.retry import RetryPolicy
@@ -41,7 +39,6 @@ from digibridge.delivery.signing import generate_secret
 from digibridge.events.filters import subscription_matches
 from digibridge.events.records import to_new_event
 from digibridge.events.types import CloudEvent
-from digibridge.logs import configure_logging
 from digibridge.store.sqlite import SqliteStore
 from digibridge.store.types import (
     DeliverySettings,
@@ -273,15 +270,5 @@ async def run(quick: bool, *, count: int | None = None) -> list[Figure]:
     ]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer events (a smoke run)")
-    arguments = parser.parse_args()
-    configure_logging("json", "error")
-    figures = asyncio.run(run(arguments.quick))
-    print(json.dumps([figure.as_json() for figure in figures], indent=2))
-    return 0 if all(figure.met is not False for figure in figures) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_one(run, __doc__, logging=True))

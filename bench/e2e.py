@@ -15,9 +15,7 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ from bench._common import (
     median,
     percentile,
     receiver,
+    run_one,
     scaled,
 )
 from bench._load import TIME_LIMIT, paced, post_all, requests
@@ -143,14 +142,5 @@ async def run(
     ]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
-    arguments = parser.parse_args()
-    figures = asyncio.run(run(arguments.quick))
-    print(json.dumps([figure.as_json() for figure in figures], indent=2))
-    return 0 if all(figure.met is not False for figure in figures) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_one(run, __doc__))

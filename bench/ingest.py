@@ -10,16 +10,13 @@ alternating rounds. Target: ratio >= 0.5.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 from tests.support.gateway import GatewayProcess
 
-from bench._common import Figure, alternate, free_port, helper_process, median, scaled
+from bench._common import Figure, alternate, free_port, helper_process, median, run_one, scaled
 from bench._load import post_all, requests
 
 CONCURRENCY = 16
@@ -72,14 +69,5 @@ async def run(quick: bool, *, count: int | None = None) -> list[Figure]:
     ]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
-    arguments = parser.parse_args()
-    figures = asyncio.run(run(arguments.quick))
-    print(json.dumps([figure.as_json() for figure in figures], indent=2))
-    return 0 if all(figure.met is not False for figure in figures) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_one(run, __doc__))

@@ -17,25 +17,19 @@ the store's ingest (1,000 events per message), not by writing rows behind its ba
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench._common import Figure, median, scaled
+from bench._common import Figure, median, run_one, scaled
+from bench._inprocess import endpoint_on
 from bench._load import SOAP_HEADERS, requests
-from digibridge.clock import SystemClock
-from digibridge.config import load_settings
 from digibridge.delivery.signing import generate_secret
 from digibridge.events.filters import subscription_matches
 from digibridge.events.records import to_new_event
 from digibridge.events.types import CloudEvent
-from digibridge.logs import configure_logging
-from digibridge.runtime import load_checked_mappings
 from digibridge.store.sqlite import SqliteStore
 from digibridge.store.types import (
     Attempt,
@@ -47,7 +41,6 @@ from digibridge.store.types import (
     Subscription,
 )
 from digibridge.wus.inbound import DigileveringEndpoint
-from digibridge.wus.security import configure as configure_security
 
 RSS_LIMIT_MB = 300.0
 #: A Standard Webhooks signing key (never used: nothing is sent).
@@ -60,24 +53,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-async def endpoint_on(folder: Path) -> tuple[DigileveringEndpoint, SqliteStore]:
-    clock = SystemClock()
-    settings = load_settings(None, store_url=f"sqlite:///{folder / 'bench.db'}")
-    store = SqliteStore(folder / "bench.db", clock=clock)
-    await store.open()
-    mappings = load_checked_mappings(settings)
-    endpoint = DigileveringEndpoint(
-        store=store,
-        mappings=lambda: mappings,
-        clock=clock,
-        on_stored=lambda: None,
-        max_body_bytes=settings.max_body_bytes,
-        max_depth=settings.max_xml_depth,
-        security=configure_security(settings, clock).inbound,
-    )
-    return endpoint, store
 
 
 async def ingest_rate(endpoint: DigileveringEndpoint, bodies: list[bytes]) -> float:
@@ -269,15 +244,5 @@ async def run(quick: bool) -> list[Figure]:
     ]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
-    arguments = parser.parse_args()
-    configure_logging("json", "error")
-    figures = asyncio.run(run(arguments.quick))
-    print(json.dumps([figure.as_json() for figure in figures], indent=2))
-    return 0 if all(figure.met is not False for figure in figures) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_one(run, __doc__, logging=True))

@@ -26,11 +26,9 @@ from pathlib import Path
 from lxml import etree
 from tests.support.soap import envelope, headers_for, sample, with_kenmerk
 
+from bench._inprocess import endpoint_on
 from digibridge.clock import SystemClock
-from digibridge.config import load_settings
 from digibridge.logs import configure_logging
-from digibridge.runtime import load_checked_mappings
-from digibridge.store.sqlite import SqliteStore
 from digibridge.wus.access import InboundSecurity, RegistryRule
 from digibridge.wus.certificates import SigningCredentials, TrustStore
 from digibridge.wus.devcerts import DevCa
@@ -76,10 +74,6 @@ async def run(messages: int, rounds: int, folder: Path) -> tuple[float, float]:
     sender = ca.client(SENDER_OIN)
     gateway = ca.server()
     clock = SystemClock()
-    settings = load_settings(None, store_url=f"sqlite:///{folder / 'bench.db'}")
-    store = SqliteStore(folder / "bench.db", clock=clock)
-    await store.open()
-    mappings = load_checked_mappings(settings)
     security = InboundSecurity(
         clock=clock,
         rules={"BRP": RegistryRule(frozenset({SENDER_OIN}), "optional")},
@@ -87,15 +81,7 @@ async def run(messages: int, rounds: int, folder: Path) -> tuple[float, float]:
         trust=trust,
         signer=EnvelopeSigner(SigningCredentials(gateway.key, gateway.certificate)),
     )
-    endpoint = DigileveringEndpoint(
-        store=store,
-        mappings=lambda: mappings,
-        clock=clock,
-        on_stored=lambda: None,
-        max_body_bytes=settings.max_body_bytes,
-        max_depth=settings.max_xml_depth,
-        security=security,
-    )
+    endpoint, store = await endpoint_on(folder, clock=clock, security=security)
     peer = PeerIdentity(sender.certificate, oin_of(sender.certificate), "tls")
     client_signer = EnvelopeSigner(SigningCredentials(sender.key, sender.certificate))
     unsigned_rates, signed_rates = [], []

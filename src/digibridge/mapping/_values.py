@@ -54,7 +54,7 @@ _MISSING = " is required, but the message has no value for it"
 
 
 class _ChildField(NamedTuple):
-    """One field of an object read by `_plain_object`."""
+    """One field of an object read by `_one_parent_object`."""
 
     name: str
     outer: Any
@@ -451,53 +451,12 @@ class ValueCompiler:
             self.plan |= child.compiled.index_plan
         return tuple(found) if found else None
 
-    def _plain_object(
-        self, fields: tuple[_ChildField, ...], required: bool, path: str, mark: object
-    ) -> Reader:
-        """An object of child-path values read in one loop rather than by a reader each: the
-        same results as `_xpath_value` per field, a function call less per value."""
-
-        outers = {field.outer for field in fields}
-        if len(outers) == 1:
-            return self._one_parent_object(fields, required, path, mark)
-
-        def read_child_object(node: etree._Element, message: Message) -> Any:
-            index = message.index
-            parents = index.parents
-            buckets = parents.get(node)
-            if buckets is None:
-                buckets = index.build(node)
-            result = {}
-            for name, outer, inner, convert, field_required, missing, field_mark in fields:
-                for parent in buckets.get(outer, ()):
-                    children = parents.get(parent)
-                    if children is None:
-                        children = index.build(parent)
-                    hits = children.get(inner)
-                    if hits:
-                        item = hits[0]
-                        text = (item.text or "") if len(item) == 0 else _string_value(item)
-                        if convert is None:
-                            if text := text.strip():
-                                result[name] = text
-                        elif (value := convert(text)) is not None:
-                            result[name] = value
-                        break
-                if field_required and name not in result:
-                    raise FieldProblem(f"{path}.{name}", missing, field_mark)
-            if result:
-                return result
-            if required:
-                raise FieldProblem(path, _MISSING, mark)
-            return None
-
-        return read_child_object
-
     def _one_parent_object(
         self, fields: tuple[_ChildField, ...], required: bool, path: str, mark: object
     ) -> Reader:
-        """`_plain_object` when every field steps through the same parent (`categorie 08`):
-        the parent is looked up once for the object, not once per field."""
+        """An object whose fields are all child paths through the same parent (`categorie 08`),
+        read in one loop: the parent is looked up once for the object, not once per field, and
+        no reader is called per value. The same results as `_xpath_value` per field."""
         outer = fields[0].outer
         inners = tuple(
             (field.name, field.inner, field.convert, field.required, field.missing, field.mark)
@@ -541,8 +500,8 @@ class ValueCompiler:
         fields = tuple((name, self.value(child, f"{path}.{name}")) for name, child in spec.fields)
         required = not spec.optional
         plain = self._plain_child_fields(spec, path)
-        if plain is not None:
-            return self._plain_object(plain, required, path, spec.mark)
+        if plain is not None and len({field.outer for field in plain}) == 1:
+            return self._one_parent_object(plain, required, path, spec.mark)
 
         def read_object(node: etree._Element, message: Message) -> Any:
             result = {}
