@@ -26,6 +26,8 @@ FIGURES = {
     "backlog_claim_time",
     "backlog_rss",
 }
+#: Scale-out figures: present unless PostgreSQL did not answer (then the skip is recorded).
+SCALE_FIGURES = {"scale_sqlite_1", "scale_postgres_1", "scale_postgres_2", "scale_postgres_3"}
 
 
 def test_the_quick_suite_runs_and_reports_every_figure(tmp_path: Path) -> None:
@@ -42,9 +44,15 @@ def test_the_quick_suite_runs_and_reports_every_figure(tmp_path: Path) -> None:
     document = json.loads(out.read_text())
     assert {"date", "command", "quick", "machine", "seconds", "figures"} <= document.keys()
     assert document["machine"]["cores"] >= 1
-    assert set(document["seconds"]) == {"mapping", "ingest", "delivery", "e2e", "scaling"}
+    assert set(document["seconds"]) == {"mapping", "ingest", "delivery", "e2e", "scaling", "scale"}
     names = {figure["name"] for figure in document["figures"]}
     assert names >= FIGURES, FIGURES - names
+    assert set(document["skipped"]) <= {"scale"}
+    if "scale" in document["skipped"]:
+        assert "PostgreSQL" in document["skipped"]["scale"]
+        assert not names & SCALE_FIGURES
+    else:
+        assert names >= SCALE_FIGURES, SCALE_FIGURES - names
     for figure in document["figures"]:
         assert figure["value"] > 0, figure
         assert isinstance(figure["unit"], str)

@@ -54,6 +54,7 @@ from digibridge.mapping.engine import MappingSet
 from digibridge.metrics import Metrics, timed
 from digibridge.otel import spans_for
 from digibridge.runtime import MappingsRefused, Runtime, load_checked_mappings
+from digibridge.store.postgres import PostgresStore
 from digibridge.store.sqlite import SqliteStore
 from digibridge.store.types import CircuitPolicy, Store
 from digibridge.tracing import Spans, TraceMiddleware
@@ -65,11 +66,16 @@ API_VERSION = "1.0.0"
 WUS_PATH = "/wus/digilevering"
 
 
-def open_store(settings: Settings, clock: Clock) -> Store:
+def open_store(settings: Settings, clock: Clock) -> SqliteStore | PostgresStore:
+    """The store `store_url` names (not opened yet): a SQLite file, or a PostgreSQL database
+    shared with other instances."""
     path = settings.sqlite_path
     if path is None:
-        raise ConfigError(
-            "store_url: PostgreSQL is not available in this version; use sqlite:///PATH"
+        return PostgresStore(
+            settings.store_url,
+            clock=clock,
+            pool_size=settings.store_pool_size,
+            connect_timeout=settings.store_connect_timeout,
         )
     return SqliteStore(path, clock=clock)
 
@@ -177,8 +183,14 @@ async def _reload_quietly(runtime: Runtime) -> None:
         await runtime.reload_mappings(trigger="SIGHUP")
 
 
-async def release_leftover_leases(store: Store) -> None:
-    """Deliveries leased by a process that was killed go back to the queue at start."""
+async def prepare_store(store: Store, settings: Settings, runtime: Runtime) -> None:
+    """After the store opened: work other instances commit wakes this one (PostgreSQL's
+    LISTEN/NOTIFY; polling stays the fallback); and deliveries leased by a process that was
+    killed go back to the queue. Only a SQLite file is this process's alone: on a shared
+    database the leases of live instances must stand (a dead one's expire by themselves)."""
+    store.on_wake(runtime.events_stored)
+    if settings.sqlite_path is None:
+        return
     released = await store.release_leases()
     if released:
         log.info("leases_released", count=released)
@@ -196,6 +208,9 @@ def make_dispatcher(
         concurrency=settings.delivery_concurrency,
         per_endpoint=settings.delivery_endpoint_concurrency,
         request_timeout=settings.delivery_timeout,
+        lease=None
+        if settings.delivery_lease is None
+        else timedelta(seconds=settings.delivery_lease),
         circuit=circuit_policy(settings),
         guard=SinkGuard(settings.sink_allowlist),
         origin=settings.request_origin,
@@ -241,9 +256,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
-        await release_leftover_leases(store)
+        await prepare_store(store, settings, runtime)
         task = asyncio.create_task(dispatcher.run(), name="digibridge-dispatcher")
-        await dmks.start(store)
+        await dmks.start(store, release_leases=settings.sqlite_path is not None)
         cleanup = asyncio.create_task(janitor.run(), name="digibridge-cleanup")
         loop = asyncio.get_running_loop()
         reloads: set[asyncio.Task[object]] = set()

@@ -17,6 +17,7 @@ import click
 from digibridge import __version__
 from digibridge._cli_config import config, mask_url
 from digibridge._cli_deliveries import deliveries
+from digibridge._cli_store import store
 from digibridge.config import ConfigError, Settings, load_settings
 from digibridge.errors import DigibridgeError
 from digibridge.logs import configure_logging
@@ -268,6 +269,7 @@ def send(  # click passes every option by keyword
 
 main.add_command(deliveries)
 main.add_command(config)
+main.add_command(store)
 
 
 @main.command("dev-certs")

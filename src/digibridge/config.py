@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DIGIBRIDGE_", extra="forbid")
 
     store_url: str = DEFAULT_STORE_URL
+    #: PostgreSQL: connections this instance keeps at most (shared by SOAP requests, the API and
+    #: the workers), and seconds to wait for one (connecting at start, or a free one later).
+    store_pool_size: int = Field(default=10, ge=1, le=1000)
+    store_connect_timeout: float = Field(default=10.0, gt=0, le=300)
     mappings: Path = Field(default_factory=lambda: bundled("mappings"))
     #: REST API keys: `key` (all scopes) or `name:key` (the consumer scopes); docs/security.md.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -162,6 +166,10 @@ class Settings(BaseSettings):
     delivery_concurrency: int = Field(default=16, ge=1, le=1024)
     #: Webhook requests in flight at once to one endpoint (scheme://host:port), all instances.
     delivery_endpoint_concurrency: int = Field(default=8, ge=1, le=1024)
+    #: Seconds a claimed delivery stays leased to this instance; when an instance dies, another
+    #: takes its claims over after this long (docs/scaling.md). Default: 4 times the longest
+    #: request timeout plus 5 s; a shorter lease caps every request at a quarter of it.
+    delivery_lease: float | None = Field(default=None, ge=1, le=3600)
     #: Circuit breaker per endpoint: opens when this share of the outcomes in a window of
     #: `circuit_window` seconds failed (at least `circuit_min_requests` of them), lets one probe
     #: through after `circuit_pause` seconds.

@@ -17,6 +17,7 @@ from digibridge.config import ConfigError, Settings
 from digibridge.delivery.digimelding_clients import build_clients
 from digibridge.delivery.dmks_outbox import DmksOutbox
 from digibridge.delivery.dmks_poller import StatusPoller
+from digibridge.delivery.dmks_workers import DmksWorkers
 from digibridge.delivery.retry import RetryPolicy
 from digibridge.events.terugmeldingen import for_owner
 from digibridge.mapping.reverse import ReverseMappings
@@ -246,3 +247,41 @@ def test_endpoint_configuration_errors_name_the_setting(pki: LocalPki) -> None:
         Settings(digimelding={"NHR": {"url": "https://x/", "client_key": pki["nhr"].key}})
     with pytest.raises(ValidationError, match="oin"):
         Settings(oin="123")
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["own-file", "shared-database"])
+async def test_start_releases_leftover_leases_only_when_the_store_is_its_own(
+    store: SqliteStore, clock: FakeClock, stub: StubHandle, shared: bool
+) -> None:
+    """On a shared database another live instance may hold the lease: starting must not take
+    it away (the same AnnotatieToevoegen would go out twice at once)."""
+    record = await submit(store, clock)
+    now = clock.now()
+    held = await store.claim_dmks_requests(
+        now=now, limit=10, lease_until=now + timedelta(minutes=10), owner="other-instance"
+    )
+    assert len(held) == 1
+    workers = DmksWorkers(
+        ReverseMappings.load(bundled("mappings")),
+        outbox(store, clock, stub.url, "this-instance"),
+        poller(store, clock, stub.url),
+    )
+    await workers.start(store, release_leases=not shared)
+    try:
+        if shared:
+            # Still the other instance's: nobody else may claim (or send) it.
+            again = await store.claim_dmks_requests(
+                now=now, limit=10, lease_until=now + timedelta(minutes=10), owner="third"
+            )
+            assert again == []
+            assert stub.received("AnnotatieToevoegen") == []
+        else:
+            # Released at start, so this instance's outbox sends it.
+            async def sent() -> bool:
+                found = await store.get_terugmelding(record.id)
+                return found is not None and found.transport_status is TransportStatus.VERZONDEN
+
+            await eventually(sent, "the released request sent by this instance")
+            assert len(stub.received("AnnotatieToevoegen")) == 1
+    finally:
+        await workers.stop(timeout=1)

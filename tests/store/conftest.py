@@ -1,18 +1,22 @@
 """Fixtures that give a `Store` to the contract tests, one per backend.
 
-A PostgreSQL backend joins by adding a param to `backend` and a branch to `make_store`.
+Every contract test runs on SQLite (a file in `tmp_path`) and on PostgreSQL (a fresh schema of
+the `test` database, see tests/support/postgres.py; skipped locally when the server is down,
+failed in CI).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from digibridge.store.postgres import PostgresStore
 from digibridge.store.sqlite import SqliteStore
 from digibridge.store.types import Store
+from tests.support.postgres import fresh_schema
 
 
 class FakeClock:
@@ -38,17 +42,29 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-def make_store(backend: str, tmp_path: Path, clock: FakeClock) -> Callable[[], Store]:
+def postgres_url() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL schema, dropped after the test."""
+    with fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def make_store(
+    backend: str, tmp_path: Path, clock: FakeClock, request: pytest.FixtureRequest
+) -> Callable[[], Store]:
     """A factory for unopened stores on the same backing database (for close/reopen tests)."""
     if backend == "sqlite":
         path = tmp_path / "data" / "digibridge.db"
         return lambda: SqliteStore(path, clock=clock)
+    if backend == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return lambda: PostgresStore(url, clock=clock, pool_size=4)
     raise NotImplementedError(backend)
 
 

@@ -83,7 +83,7 @@ class Dispatcher:
         concurrency: int = 16,
         per_endpoint: int | None = None,
         request_timeout: float = 10.0,
-        lease: timedelta = timedelta(seconds=60),
+        lease: timedelta | None = None,
         idle_poll: float = 1.0,
         circuit: CircuitPolicy | None = None,
         guard: SinkGuard | None = None,
@@ -104,7 +104,13 @@ class Dispatcher:
         self._request_timeout = request_timeout
         self._max_timeout = max(request_timeout, MAX_SUBSCRIPTION_TIMEOUT)
         # A lease must outlast an attempt, or a slow send would be handed out twice.
-        self._lease = max(lease, timedelta(seconds=4 * self._max_timeout + 5))
+        if lease is None:
+            lease = timedelta(seconds=4 * self._max_timeout + 5)
+        else:
+            # A short lease (a dead instance's claims are taken over sooner) caps every request
+            # instead, so that a token fetch, a send and a retry after 401 still fit inside it.
+            self._max_timeout = min(self._max_timeout, lease.total_seconds() / 4)
+        self._lease = lease
         self._idle_poll = idle_poll
         #: Decides which addresses webhooks may go to (loopback only unless told otherwise).
         self.guard = guard or SinkGuard(LOOPBACK)

@@ -37,12 +37,14 @@ class DmksWorkers:
     poller: StatusPoller
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def start(self, store: Store) -> None:
-        """Start both loops. Leases left by a killed process go back to the queue first (the
-        SQLite file is this process's alone, so no live sender holds one)."""
-        released = await store.release_dmks_leases()
-        if released:
-            log.info("dmks_leases_released", count=released)
+    async def start(self, store: Store, *, release_leases: bool) -> None:
+        """Start both loops. With `release_leases` (a SQLite file, this process's alone, so no
+        live sender holds one) leases left by a killed process go back to the queue first; on a
+        shared database they must stand: a live instance may hold them, a dead one's expire."""
+        if release_leases:
+            released = await store.release_dmks_leases()
+            if released:
+                log.info("dmks_leases_released", count=released)
         self._tasks = [
             asyncio.create_task(self.outbox.run(), name="digibridge-dmks-outbox"),
             asyncio.create_task(self.poller.run(), name="digibridge-dmks-poller"),

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 
+import psycopg
+
 from digibridge.store.types import StoreError
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -23,6 +25,16 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at TEXT NOT NULL
 )
 """
+
+_POSTGRES_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL
+)
+"""
+#: Serialises migrating instances per schema (transaction-scoped: a crash releases it).
+_POSTGRES_LOCK = "SELECT pg_advisory_xact_lock(hashtext('digibridge.migrate:' || current_schema()))"
 
 
 @dataclass(frozen=True)
@@ -75,4 +87,37 @@ def apply_sqlite(connection: sqlite3.Connection, applied_at: datetime) -> list[i
                 f"migration {migration.version:04d}_{migration.name} failed: {error}"
             ) from error
         applied.append(migration.version)
+    return applied
+
+
+async def apply_postgres(
+    connection: psycopg.AsyncConnection[object], applied_at: datetime
+) -> list[int]:
+    """Apply the pending PostgreSQL migrations, each in its own transaction; the versions applied.
+
+    Every transaction first takes an advisory lock for the schema and then reads what is applied,
+    so instances starting together wait for each other and each migration runs once. `connection`
+    must be in autocommit mode."""
+    applied: list[int] = []
+    try:
+        async with connection.transaction():
+            await connection.execute(_POSTGRES_LOCK)
+            await connection.execute(_POSTGRES_TABLE)
+        for migration in load_migrations("postgres"):
+            async with connection.transaction():
+                await connection.execute(_POSTGRES_LOCK)
+                cursor = await connection.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = %s", (migration.version,)
+                )
+                if await cursor.fetchone() is not None:
+                    continue
+                # No parameters: the script may hold several statements.
+                await connection.execute(migration.sql.encode())
+                await connection.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, applied_at),
+                )
+            applied.append(migration.version)
+    except psycopg.Error as error:
+        raise StoreError(f"PostgreSQL migration failed: {error}") from error
     return applied

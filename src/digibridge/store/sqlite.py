@@ -251,6 +251,9 @@ class SqliteStore:
         except StoreError:
             return False
 
+    def on_wake(self, callback: Callable[[], None]) -> None:
+        """Never called: the file is this process's alone, and its own writers wake it."""
+
     async def applied_migrations(self) -> list[int]:
         """The schema versions recorded in `schema_migrations` (for tests and diagnostics)."""
         return await self._read(

@@ -551,6 +551,12 @@ class Store(Protocol):
     async def ping(self) -> bool:
         """True when the store answers (for `/readyz`)."""
 
+    def on_wake(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the event loop) whenever any instance sharing this store commits
+        events or work that may be due, so the dispatcher and event streams look at once
+        instead of at their next poll. A store only one process uses never calls it (its own
+        writers wake it directly)."""
+
     async def ingest(
         self,
         message: InboundMessage,
