@@ -442,3 +442,16 @@ def test_a_store_in_use_by_a_gateway_is_refused(tmp_path: Path, target: str) -> 
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
         ).fetchone()
     assert tables == (0,)  # not even migrated: the source was refused first
+
+
+def test_a_target_of_another_schema_version_is_refused_naming_the_column(
+    source: Source, target: str
+) -> None:
+    asyncio.run(_open_and_close(PostgresStore(target)))
+    with psycopg.connect(target, autocommit=True) as connection:
+        connection.execute("ALTER TABLE subscriptions DROP COLUMN owner")
+    finished = CliRunner().invoke(main, ["store", "migrate", "--from", source.url, "--to", target])
+    assert finished.exit_code == 2, finished.output
+    assert "no column subscriptions.owner" in finished.stderr
+    with psycopg.connect(target) as connection:
+        assert connection.execute("SELECT count(*) FROM messages").fetchone() == (0,)

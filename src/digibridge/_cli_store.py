@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import psycopg
@@ -33,7 +33,7 @@ SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"digibridge: {message}", err=True)
     sys.exit(code)
 
@@ -100,7 +100,7 @@ def migrate(source: str, target: str) -> None:
 @_TO
 def verify(source: str, target: str) -> None:
     """Compare a SQLite store with a PostgreSQL store table by table (counts and SHA-256),
-    changing neither. Meaningful before any gateway has used the PostgreSQL store."""
+    changing no data. Meaningful before any gateway has used the PostgreSQL store."""
     path, url = _sqlite_path(source), _postgres_url(target)
     checks = _run(path, url, copy=False)
     _report(checks)
@@ -116,7 +116,6 @@ def _run(path: Path, url: str, *, copy: bool) -> list[TableCheck]:
         _fail(str(error))
     except (DigibridgeError, psycopg.Error, sqlite3.Error) as error:
         _fail(f"{type(error).__name__}: {error}")
-    raise AssertionError("unreachable")  # _fail exits
 
 
 async def _opened(path: Path, url: str, *, copy: bool) -> list[TableCheck]:
@@ -154,6 +153,8 @@ def _source(path: Path) -> Iterator[sqlite3.Connection]:
 def _transfer(
     source: sqlite3.Connection, target: psycopg.Connection[Any], *, copy: bool
 ) -> list[TableCheck]:
+    # One snapshot of the target for the whole comparison, as the source has.
+    target.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     target.execute("SET TIME ZONE 'UTC'")
     plans = transfer.plan(source, target)
     if copy:

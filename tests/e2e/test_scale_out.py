@@ -21,11 +21,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from digibridge.delivery.signing import generate_secret
 from tests.support.events import ack_duplicate, ack_event_ids
 from tests.support.gateway import GatewayProcess
-from tests.support.net import wait_until
+from tests.support.net import free_port, wait_until
 from tests.support.postgres import fresh_schema
 from tests.support.sinks import Reply, ScriptedSink
 from tests.support.soap import envelope, fault_code, headers_for, sample, with_kenmerk
@@ -35,6 +36,8 @@ pytestmark = pytest.mark.e2e
 TEMPLATE = sample("brp-verhuizing.xml")
 #: Seconds the receiver takes per webhook: long enough that sends overlap in time.
 HOLD = 0.02
+#: The delivery lease of the kill test: requests are capped at a quarter of it (0.75 s).
+LEASE = 3.0
 
 
 class OverlapSink(ScriptedSink):
@@ -131,6 +134,21 @@ def send_round_robin(gateways: list[GatewayProcess], count: int) -> list[str]:
         return [event_id for ids in pool.map(one, range(count)) for event_id in ids]
 
 
+def succeeded(gateway: GatewayProcess) -> int:
+    """Webhooks this instance sent with success, from its own `/metrics`."""
+    response = httpx.get(f"{gateway.url}/metrics", timeout=10)
+    assert response.status_code == 200, response.text
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if sample.name == "digibridge_deliveries_total"
+            and sample.labels.get("result") == "succeeded"
+        )
+    )
+
+
 def stop_all(gateways: list[GatewayProcess]) -> None:
     for gateway in gateways:
         if gateway.process is not None:
@@ -184,17 +202,23 @@ def test_three_instances_share_the_work_and_never_send_one_delivery_twice_at_onc
         assert sink.overlapping == []
         assert all(sink.count(event_id) == 1 for event_id in acknowledged)
         assert sink.delivered() == set(acknowledged)
+        # Each webhook was sent by exactly one instance, and the work was shared.
+        sent = [succeeded(gateway) for gateway in gateways]
+        assert sum(sent) == len(acknowledged), sent
+        assert sum(1 for count in sent if count) >= 2, sent
     finally:
         stop_all(gateways)
 
 
-def leases_of(url: str, owner_suffix: str) -> list[tuple[str, float]]:
-    """(event id, lease end as unix time) of the pending deliveries leased by an owner."""
+def leases_of(url: str, owner_suffix: str, *, claimed_within: float | None = None) -> list[Any]:
+    """(event id, lease end as unix time) of the pending deliveries leased by an owner; with
+    `claimed_within`, only those whose lease (of `LEASE` seconds) began that recently."""
     with psycopg.connect(url, autocommit=True) as connection:
         rows = connection.execute(
             "SELECT event_id, extract(epoch FROM lease_until) FROM deliveries"
-            " WHERE status = 'pending' AND lease_owner LIKE %s",
-            (f"%:{owner_suffix}",),
+            " WHERE status = 'pending' AND lease_owner LIKE %s"
+            " AND lease_until > now() + make_interval(secs => %s)",
+            (f"%:{owner_suffix}", -1.0 if claimed_within is None else LEASE - claimed_within),
         ).fetchall()
     return [(str(event_id), float(until)) for event_id, until in rows]
 
@@ -202,25 +226,29 @@ def leases_of(url: str, owner_suffix: str) -> list[tuple[str, float]]:
 def test_a_killed_instances_claims_are_taken_over_after_the_lease(
     store_url: str, tmp_path: Path
 ) -> None:
-    lease = 2.0
-    sink = OverlapSink(hold=0.2)  # slow, so work piles up and every instance holds claims
+    sink = OverlapSink(hold=0.5)  # slow, so work piles up and every instance holds claims
     sink.start()
-    gateways = gateways_on(store_url, tmp_path, 3, DIGIBRIDGE_DELIVERY_LEASE=str(lease))
+    gateways = gateways_on(store_url, tmp_path, 3, DIGIBRIDGE_DELIVERY_LEASE=str(LEASE))
     try:
         start_all(gateways)
         subscribe(gateways[0], sink.url())
-        victim = gateways[2]
+        victim, survivors = gateways[2], gateways[:2]
         assert victim.process is not None
-        acknowledged = send_round_robin(gateways, 45)
-        held = wait_until(
-            lambda: leases_of(store_url, str(victim.process.pid)) if victim.process else [],
-            timeout=15,
-            what="the victim holding leases",
-        )
-        victim.kill()
-        killed_at = time.time()
-        orphaned = leases_of(store_url, str(victim.process.pid))
-        assert orphaned, f"the victim's leases ended before the kill: {held}"
+        pid = str(victim.process.pid)
+        with ThreadPoolExecutor(1) as pool:
+            # Messages go to the survivors; the victim's dispatcher claims from the shared queue.
+            sending = pool.submit(send_round_robin, survivors, 60)
+            # Killed right after a claim: its request (0.5 s at the receiver) is still running.
+            wait_until(
+                lambda: leases_of(store_url, pid, claimed_within=0.2),
+                timeout=20,
+                what="the victim claiming a delivery",
+            )
+            victim.kill()
+            killed_at = time.time()
+            acknowledged = sending.result()
+        orphaned = leases_of(store_url, pid)
+        assert orphaned
 
         # The dead instance's claims are sent by the survivors (whether or not its own request
         # reached the receiver before it died: it never recorded the outcome).
@@ -241,17 +269,15 @@ def test_a_killed_instances_claims_are_taken_over_after_the_lease(
         sink.stop()
 
 
-def _cluster() -> list[str] | None:
-    """`<version> main` of the local PostgreSQL cluster the tests use, if this is a machine
-    where restarting it is allowed (root, and CI or DIGIBRIDGE_TEST_PG_RESTART=1)."""
+def _may_make_clusters() -> bool:
+    """Root with the PostgreSQL cluster tools, and CI or DIGIBRIDGE_TEST_PG_RESTART=1."""
     allowed = os.environ.get("DIGIBRIDGE_TEST_PG_RESTART") == "1" or bool(os.environ.get("CI"))
-    if not allowed or os.geteuid() != 0 or shutil.which("pg_ctlcluster") is None:
-        return None
-    named = os.environ.get("DIGIBRIDGE_TEST_PG_CLUSTER")
-    if named:
-        return named.split()
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    return [versions[-1], "main"] if versions else None
+    return (
+        allowed
+        and os.geteuid() == 0
+        and os.path.isdir("/etc/postgresql")
+        and all(shutil.which(tool) for tool in ("pg_createcluster", "pg_ctlcluster"))
+    )
 
 
 def pg_ctl(cluster: list[str], action: str) -> None:
@@ -263,17 +289,47 @@ def pg_ctl(cluster: list[str], action: str) -> None:
     )
 
 
+@pytest.fixture
+def private_cluster() -> Iterator[tuple[list[str], str]]:
+    """A throwaway PostgreSQL cluster of its own (trust auth, a free port), so restarting it
+    disturbs no other test; dropped afterwards. `(cluster, store URL)`."""
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    cluster = [version, f"digibridge_restart_{os.getpid()}"]
+    port = free_port()
+    subprocess.run(
+        ["pg_createcluster", *cluster, "-p", str(port), "--", "--auth=trust"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        pg_ctl(cluster, "start")
+        yield cluster, f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            ["pg_dropcluster", "--stop", *cluster], check=False, capture_output=True, timeout=120
+        )
+
+
 @pytest.mark.skipif(
-    _cluster() is None,
-    reason="restarts the PostgreSQL server: only as root with CI or DIGIBRIDGE_TEST_PG_RESTART=1",
+    not _may_make_clusters(),
+    reason="makes and restarts a PostgreSQL cluster: only as root with CI or "
+    "DIGIBRIDGE_TEST_PG_RESTART=1",
 )
 def test_a_database_restart_mid_load_loses_nothing_acknowledged(
-    store_url: str, sink: OverlapSink, tmp_path: Path
+    private_cluster: tuple[list[str], str], sink: OverlapSink, tmp_path: Path
 ) -> None:
-    cluster = _cluster()
-    assert cluster is not None
-    # A request waits this long for a database connection before it is answered with 0051.
-    gateways = gateways_on(store_url, tmp_path, 2, DIGIBRIDGE_STORE_CONNECT_TIMEOUT="2")
+    cluster, store_url = private_cluster
+    # A request waits this long for a database connection before it is answered with 0051;
+    # a send whose outcome could not be written while the database was down goes out again
+    # when its lease ends (at-least-once), so the lease is short here.
+    gateways = gateways_on(
+        store_url,
+        tmp_path,
+        2,
+        DIGIBRIDGE_STORE_CONNECT_TIMEOUT="2",
+        DIGIBRIDGE_DELIVERY_LEASE="4",
+    )
     acknowledged: list[str] = []
     faults: Counter[str] = Counter()
     stopping = threading.Event()
@@ -303,10 +359,15 @@ def test_a_database_restart_mid_load_loses_nothing_acknowledged(
         pg_ctl(cluster, "stop")
         try:
             wait_until(lambda: faults["0051"] >= 2, timeout=20, what="Faults 0051 while down")
+            # Readiness says so at once (a load balancer stops sending), not after a timeout.
+            readyz = httpx.get(f"{gateways[0].url}/readyz", timeout=4.5)
+            assert readyz.status_code == 503
+            assert readyz.json()["checks"]["store"] is False
         finally:
             pg_ctl(cluster, "start")
         before = len(acknowledged)
         wait_until(lambda: len(acknowledged) >= before + 20, timeout=30, what="reconnected")
+        assert all(httpx.get(f"{g.url}/readyz", timeout=10).status_code == 200 for g in gateways)
         stopping.set()
         for sender in senders:
             sender.join(timeout=30)

@@ -3,6 +3,8 @@ public OpenAPI document)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -10,6 +12,9 @@ from digibridge.runtime import Runtime
 from digibridge.store.types import StoreError
 
 router = APIRouter(tags=["health"])
+#: Readiness answers within this even when the store hangs (a database that went away makes a
+#: connection attempt wait for its own timeout); a store that takes longer is not ready.
+STORE_PING_TIMEOUT = 2.0
 
 
 @router.get("/healthz")
@@ -24,7 +29,7 @@ async def readyz(request: Request) -> JSONResponse:
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     checks = {
         "started": bool(runtime and runtime.ready),
-        "store": bool(runtime and await runtime.store.ping()),
+        "store": bool(runtime and await _store_answers(runtime)),
         "mappings": bool(runtime and runtime.mappings.event_types),
     }
     ready = all(checks.values())
@@ -32,6 +37,13 @@ async def readyz(request: Request) -> JSONResponse:
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+async def _store_answers(runtime: Runtime) -> bool:
+    try:
+        return await asyncio.wait_for(runtime.store.ping(), STORE_PING_TIMEOUT)
+    except TimeoutError:
+        return False
 
 
 @router.get("/metrics", include_in_schema=False)
