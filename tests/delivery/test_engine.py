@@ -123,6 +123,27 @@ async def test_a_dead_endpoint_costs_the_others_nothing(
         assert len(dead.posts()) == 2
 
 
+async def test_a_hanging_endpoint_does_not_hold_the_global_slots(
+    store: SqliteStore, start_sink: Any
+) -> None:
+    """With as many global slots as the hanging endpoint may take, the healthy endpoint is
+    still served at once: a send in flight past `slow_after` gives its global slot up (it keeps
+    its endpoint's), so the others do not wait for the hanging requests to time out."""
+    dead, healthy = start_sink(), start_sink()
+    dead.default = Reply(204, delay=8)
+    await store.create_subscription(subscription(dead.url(), id="dead"))
+    await store.create_subscription(subscription(healthy.url(), id="healthy"))
+    for n in range(12):
+        await publish(store, None, f"ev-{n}")
+
+    async with running(store, concurrency=2, per_endpoint=2, request_timeout=8, slow_after=0.1):
+        await received(healthy, 12)
+        # The dead endpoint's two requests still hang: nothing of them is recorded yet.
+        assert len(dead.posts()) == 2
+        hanging = await store.list_deliveries(subscription_id="dead")
+        assert [d.attempts for d in hanging] == [0] * 12
+
+
 async def test_an_endpoint_failing_too_long_is_disabled_and_announced(
     store: SqliteStore, start_sink: Any, clock: FakeClock
 ) -> None:

@@ -59,6 +59,8 @@ from digibridge.tracing import LocalSpans, Spans
 _STORE_ERROR_PAUSE = 1.0
 #: Shortest sleep when nothing could be claimed although something looked due (no busy loop).
 _MIN_PAUSE = 0.05
+#: Sends in flight at most, slow ones included, as a multiple of `concurrency`.
+_SLOW_LANE_FACTOR = 4
 #: The longest request timeout a subscription may ask for (seconds).
 MAX_SUBSCRIPTION_TIMEOUT = 60.0
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -91,6 +93,7 @@ class Dispatcher:
         origin: str | None = None,
         metrics: Metrics | None = None,
         spans: Spans | None = None,
+        slow_after: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -127,7 +130,12 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._stop_timeout = 10.0
-        self._inflight: set[asyncio.Task[None]] = set()
+        #: In-flight sends and when each started (monotonic seconds).
+        self._inflight: dict[asyncio.Task[None], float] = {}
+        #: A send in flight longer than this stops counting against `concurrency`: an endpoint
+        #: that hangs keeps its own slots (at most `per_endpoint`) but not everyone else's.
+        #: All sends together stay under `_SLOW_LANE_FACTOR * concurrency`.
+        self._slow_after = slow_after if slow_after is not None else min(1.0, request_timeout / 4)
         #: Outcomes of finished sends not yet recorded, one list per request (a batch is one).
         self._completed: list[list[Completion]] = []
         self._finished: asyncio.Event | None = None
@@ -174,9 +182,16 @@ class Dispatcher:
         looking again."""
         # Slots of finished sends are free once this claim has recorded their outcomes.
         completed = self._take_completed()
-        free = max(self._concurrency - len(self._inflight), 0)
+        started = time.monotonic()
+        free = max(
+            min(
+                self._concurrency - self._busy(started),
+                _SLOW_LANE_FACTOR * self._concurrency - len(self._inflight),
+            ),
+            0,
+        )
         if free == 0 and not completed:
-            return self._idle_poll  # a finishing task wakes us
+            return self._until_slot_frees(started)  # or a finishing task wakes us
         now = self._clock.now()
         lease_until = now + self._lease
         try:
@@ -198,10 +213,10 @@ class Dispatcher:
             task = asyncio.create_task(
                 self._deliver(group, clients), name=f"deliver-{group[0].delivery.id}"
             )
-            self._inflight.add(task)
+            self._inflight[task] = time.monotonic()
             task.add_done_callback(self._task_done)
         if len(jobs) == free:
-            return self._idle_poll  # all slots busy; a finishing task wakes us
+            return self._until_slot_frees(time.monotonic())  # or a finishing task wakes us
         due = await self._store.next_due_at()
         if due is None:
             return self._idle_poll
@@ -240,8 +255,21 @@ class Dispatcher:
         return completed
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
+        self._inflight.pop(task, None)
         self._wake.set()
+
+    def _busy(self, now: float) -> int:
+        """Sends that hold a slot: those in flight for less than `slow_after`."""
+        return sum(1 for started in self._inflight.values() if now - started < self._slow_after)
+
+    def _until_slot_frees(self, now: float) -> float:
+        """How long to sleep when all slots are busy: until the oldest busy send turns slow
+        (and gives its slot up), at most `idle_poll`."""
+        ages = [now - started for started in self._inflight.values()]
+        busy = [age for age in ages if age < self._slow_after]
+        if not busy:
+            return _MIN_PAUSE
+        return min(max(self._slow_after - max(busy), _MIN_PAUSE), self._idle_poll)
 
     async def _deliver(self, jobs: list[DeliveryJob], clients: Clients) -> None:
         first = jobs[0]
