@@ -1,9 +1,30 @@
-"""Page links of a listing: RFC 8288 `Link` (first, prev, next, last) and `X-Total-Count`."""
+"""Page links of a listing: RFC 8288 `Link` headers (first, prev, next, last) with
+`X-Total-Count` for numbered pages; HAL-style `_links` (self, next) for cursor pages."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
+
+from pydantic import BaseModel
+
+
+class Link(BaseModel):
+    href: str
+
+
+def cursor_links(
+    path: str, query: Mapping[str, str | None], *, limit: int, next_after: str | None
+) -> dict[str, Link]:
+    """`self`, and `next` (with `after=next_after`) when there is more; `query` holds the
+    listing's filters (None ones are left out), kept in both links."""
+    kept = {key: value for key, value in query.items() if value is not None}
+    links = {"self": Link(href=f"{path}?{urlencode({**kept, 'limit': limit})}")}
+    if next_after is not None:
+        links["next"] = Link(
+            href=f"{path}?{urlencode({**kept, 'limit': limit, 'after': next_after})}"
+        )
+    return links
 
 
 def page_headers(

@@ -23,12 +23,12 @@ import binascii
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from digibridge.api._delivery_options import check_signing_key, signature_of
+from digibridge.api._paging import Link, cursor_links
 from digibridge.api._subscription_models import SubscriptionOut, subscription_out
 from digibridge.api.auth import consumer_of
 from digibridge.api.problems import Problem
@@ -73,10 +73,6 @@ async def _own_delivery(request: Request, delivery_id: str) -> Delivery:
 
 def _time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
-
-
-class Link(BaseModel):
-    href: str
 
 
 class AttemptOut(BaseModel):
@@ -191,15 +187,12 @@ async def list_deliveries(
         owner=None if consumer.admin else consumer.id,
     )
     page = found[:limit]
-    query = {
-        key: value
-        for key, value in (("status", status), ("subscription", subscription))
-        if value is not None
-    }
-    links = {"self": Link(href=f"/v1/deliveries?{urlencode({**query, 'limit': limit})}")}
-    if len(found) > limit:
-        next_query = {**query, "limit": limit, "after": _cursor(page[-1])}
-        links["next"] = Link(href=f"/v1/deliveries?{urlencode(next_query)}")
+    links = cursor_links(
+        "/v1/deliveries",
+        {"status": status, "subscription": subscription},
+        limit=limit,
+        next_after=_cursor(page[-1]) if len(found) > limit else None,
+    )
     return DeliveryPage(deliveries=[_delivery_out(d) for d in page], links=links)
 
 

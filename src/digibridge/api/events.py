@@ -22,6 +22,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from digibridge.api._event_stream import EventStreamResponse, StreamOptions, event_frames
+from digibridge.api._paging import Link
 from digibridge.api.problems import Problem
 from digibridge.events.feed import BadCursor, decode_cursor, encode_cursor
 from digibridge.runtime import Runtime
@@ -38,10 +39,6 @@ MAX_NAME = 256
 _FEED_KEYS = frozenset({"after", "types", "source", "limit"})
 _STREAM_KEYS = frozenset({"after", "types", "source"})
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-
-
-class Link(BaseModel):
-    href: str
 
 
 class EventPage(BaseModel):

@@ -24,12 +24,12 @@ import uuid
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from digibridge.api._paging import Link, cursor_links
 from digibridge.api.auth import consumer_of
 from digibridge.api.problems import Problem
 from digibridge.delivery.dmks_outbox import DmksOutbox
@@ -162,10 +162,6 @@ class TerugmeldingIn(_Strict):
 
 class IntrekkenIn(_Strict):
     toelichting: str | None = Field(default=None, max_length=4000)
-
-
-class Link(BaseModel):
-    href: str
 
 
 class HistoryOut(BaseModel):
@@ -520,15 +516,12 @@ async def list_terugmeldingen(
         limit=limit + 1,
     )
     page = found[:limit]
-    query = {
-        key: value
-        for key, value in (("status", status), ("dmksStatus", dmks_status))
-        if value is not None
-    }
-    links = {"self": Link(href=f"/v1/terugmeldingen?{urlencode({**query, 'limit': limit})}")}
-    if len(found) > limit:
-        next_query = {**query, "limit": limit, "after": _cursor(page[-1])}
-        links["next"] = Link(href=f"/v1/terugmeldingen?{urlencode(next_query)}")
+    links = cursor_links(
+        "/v1/terugmeldingen",
+        {"status": status, "dmksStatus": dmks_status},
+        limit=limit,
+        next_after=_cursor(page[-1]) if len(found) > limit else None,
+    )
     return TerugmeldingPage(terugmeldingen=[_out(r) for r in page], links=links)
 
 

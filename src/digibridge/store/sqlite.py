@@ -144,6 +144,26 @@ _NEXT_DUE = (
 )
 
 
+def _client_columns(s: Subscription) -> dict[str, Any]:
+    """The columns of what a client sets (create, replace, patch), by name."""
+    return {
+        "sink": s.sink,
+        "protocol": s.protocol,
+        "types": json.dumps(list(s.types)),
+        "source": s.source,
+        "filters": json.dumps([dict(f) for f in s.filters]),
+        "protocolsettings": json.dumps(dict(s.protocolsettings)),
+        "sinkcredential": s.sinkcredential,
+        "secret": s.delivery.secret,
+        "mode": s.delivery.mode,
+        "ordered": int(s.delivery.ordered),
+        "form": s.delivery.form,
+        "options": options_json(s.delivery),
+        "endpoint": s.endpoint,
+        "rate_limit": s.delivery.rate_limit,
+    }
+
+
 def _ts(value: datetime) -> str:
     """Fixed-width UTC text, so SQL text comparison is time comparison."""
     if value.tzinfo is None:
@@ -452,37 +472,19 @@ class SqliteStore:
 
     async def create_subscription(self, subscription: Subscription) -> None:
         s = subscription
-        row = (
-            s.id,
-            s.sink,
-            s.protocol,
-            json.dumps(list(s.types)),
-            s.source,
-            json.dumps([dict(f) for f in s.filters]),
-            json.dumps(dict(s.protocolsettings)),
-            s.sinkcredential,
-            s.delivery.secret,
-            s.delivery.mode,
-            int(s.delivery.ordered),
-            s.delivery.form,
-            s.status.value,
-            s.status_reason,
-            _ts(s.created_at),
-            options_json(s.delivery),
-            s.endpoint,
-            None if s.disabled_at is None else _ts(s.disabled_at),
-            s.delivery.rate_limit,
-            s.owner,
-        )
-        await self._write(
-            lambda c: c.execute(
-                "INSERT INTO subscriptions (id, sink, protocol, types, source, filters,"
-                " protocolsettings, sinkcredential, secret, mode, ordered, form, status,"
-                " status_reason, created_at, options, endpoint, disabled_at, rate_limit, owner)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
-        )
+        values = {
+            "id": s.id,
+            **_client_columns(s),
+            "status": s.status.value,
+            "status_reason": s.status_reason,
+            "created_at": _ts(s.created_at),
+            "disabled_at": None if s.disabled_at is None else _ts(s.disabled_at),
+            "owner": s.owner,
+        }
+        columns = ", ".join(values)
+        placeholders = ", ".join(f":{name}" for name in values)
+        sql = f"INSERT INTO subscriptions ({columns}) VALUES ({placeholders})"  # noqa: S608
+        await self._write(lambda c: c.execute(sql, values))
 
     async def get_subscription(self, subscription_id: str) -> Subscription | None:
         row = await self._read(
@@ -520,34 +522,16 @@ class SqliteStore:
 
     async def update_subscription(self, subscription: Subscription) -> Subscription | None:
         s = subscription
+        values = {**_client_columns(s), "id": s.id}
+        assignments = ", ".join(f"{name} = :{name}" for name in _client_columns(s))
+        sql = (
+            f"UPDATE subscriptions SET {assignments},"  # noqa: S608 - column names, constants
+            " rate_next_at = CASE WHEN :rate_limit IS NULL THEN NULL ELSE rate_next_at END"
+            " WHERE id = :id"
+        )
 
         def update(c: sqlite3.Connection) -> Subscription | None:
-            changed = c.execute(
-                "UPDATE subscriptions SET sink = ?, protocol = ?, types = ?, source = ?,"
-                " filters = ?, protocolsettings = ?, sinkcredential = ?, secret = ?, mode = ?,"
-                " ordered = ?, form = ?, options = ?, endpoint = ?, rate_limit = ?,"
-                " rate_next_at = CASE WHEN ? IS NULL THEN NULL ELSE rate_next_at END"
-                " WHERE id = ?",
-                (
-                    s.sink,
-                    s.protocol,
-                    json.dumps(list(s.types)),
-                    s.source,
-                    json.dumps([dict(f) for f in s.filters]),
-                    json.dumps(dict(s.protocolsettings)),
-                    s.sinkcredential,
-                    s.delivery.secret,
-                    s.delivery.mode,
-                    int(s.delivery.ordered),
-                    s.delivery.form,
-                    options_json(s.delivery),
-                    s.endpoint,
-                    s.delivery.rate_limit,
-                    s.delivery.rate_limit,
-                    s.id,
-                ),
-            ).rowcount
-            if not changed:
+            if not c.execute(sql, values).rowcount:
                 return None
             row = c.execute("SELECT * FROM subscriptions WHERE id = ?", (s.id,))
             return _subscription(row.fetchone())
