@@ -35,7 +35,13 @@ from digibridge.api.problems import Problem
 from digibridge.delivery.dmks_outbox import DmksOutbox
 from digibridge.mapping.dmks import END_STATES, INGETROKKEN
 from digibridge.mapping.reverse import ReverseMapping, ReverseMappings
-from digibridge.mapping.reverse_types import Attribuut, Bijlage, Contact, Terugmelding
+from digibridge.mapping.reverse_types import (
+    AnnotatieToevoegen,
+    Attribuut,
+    Bijlage,
+    Contact,
+    Terugmelding,
+)
 from digibridge.metrics import TRANSPORT
 from digibridge.runtime import Runtime
 from digibridge.store.types import (
@@ -446,16 +452,8 @@ async def create_terugmelding(
         created_at=now,
         updated_at=now,
     )
-    outbox_request = DmksRequest(
-        id=str(uuid.uuid4()),
-        terugmelding_id=record.id,
-        kind=RequestKind.MELDING,
-        registratie=mapping.registratie,
-        oin_basisregistratie=annotatie.oin_basisregistratie,
-        annotatieboom=annotatie.annotatieboom,
-        root_uuid=annotatie.root_uuid,
-        uuids=annotatie.uuids,
-        created_at=now,
+    outbox_request = _outbox_request(
+        record.id, RequestKind.MELDING, mapping.registratie, annotatie, now
     )
     key = None
     if idempotency_key is not None:
@@ -472,6 +470,27 @@ async def create_terugmelding(
         _outbox(request).wake()
     response.headers["Location"] = f"/v1/terugmeldingen/{stored.id}"
     return _out(stored, await runtime.store.terugmelding_history(stored.id))
+
+
+def _outbox_request(
+    terugmelding_id: str,
+    kind: RequestKind,
+    registratie: str,
+    annotatie: AnnotatieToevoegen,
+    now: datetime,
+) -> DmksRequest:
+    """The outbox entry that sends `annotatie` (a melding or a withdrawal) to DigiMelding."""
+    return DmksRequest(
+        id=str(uuid.uuid4()),
+        terugmelding_id=terugmelding_id,
+        kind=kind,
+        registratie=registratie,
+        oin_basisregistratie=annotatie.oin_basisregistratie,
+        annotatieboom=annotatie.annotatieboom,
+        root_uuid=annotatie.root_uuid,
+        uuids=annotatie.uuids,
+        created_at=now,
+    )
 
 
 def _cursor(record: TerugmeldingRecord) -> str:
@@ -557,16 +576,8 @@ async def withdraw_terugmelding(
         )
     except ValueError as exc:
         raise _bad([{"name": "toelichting", "reason": str(exc)}]) from None
-    withdrawal = DmksRequest(
-        id=str(uuid.uuid4()),
-        terugmelding_id=record.id,
-        kind=RequestKind.INTREKKING,
-        registratie=record.registratie,
-        oin_basisregistratie=annotatie.oin_basisregistratie,
-        annotatieboom=annotatie.annotatieboom,
-        root_uuid=annotatie.root_uuid,
-        uuids=annotatie.uuids,
-        created_at=now,
+    withdrawal = _outbox_request(
+        record.id, RequestKind.INTREKKING, record.registratie, annotatie, now
     )
     try:
         updated = await runtime.store.queue_intrekking(withdrawal, end_states=END_STATES)

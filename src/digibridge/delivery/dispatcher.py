@@ -325,30 +325,26 @@ class Dispatcher:
                 jobs, client, now=now, timeout=timeout, origin=self.origin, spans=self._spans
             )
         started = time.perf_counter()
-        try:
-            bearer = await self._tokens.token(settings.oauth, clients.shared(), timeout)
-            attempts, result = await send(
+        oauth = settings.oauth
+
+        async def with_token(at: datetime) -> tuple[list[Attempt], SendResult]:
+            bearer = await self._tokens.token(oauth, clients.shared(), timeout)
+            return await send(
                 jobs,
                 client,
-                now=now,
+                now=at,
                 timeout=timeout,
                 bearer=bearer,
                 origin=self.origin,
                 spans=self._spans,
             )
+
+        try:
+            attempts, result = await with_token(now)
             if result.status == 401:
-                self._tokens.invalidate(settings.oauth)
-                bearer = await self._tokens.token(settings.oauth, clients.shared(), timeout)
-                now = self._clock.now()
-                attempts, result = await send(
-                    jobs,
-                    client,
-                    now=now,
-                    timeout=timeout,
-                    bearer=bearer,
-                    origin=self.origin,
-                    spans=self._spans,
-                )
+                # The token may have been revoked before it expired: one fresh one, once.
+                self._tokens.invalidate(oauth)
+                attempts, result = await with_token(self._clock.now())
         except TokenError as error:
             result = SendResult(ResultKind.RETRYABLE, f"OAuth: {error}")
             duration_ms = (time.perf_counter() - started) * 1000
