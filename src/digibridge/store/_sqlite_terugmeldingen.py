@@ -13,10 +13,10 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from functools import partial
 
+from digibridge.store._outbox import FOLLOWS_FAILED_MELDING, outbox_step
 from digibridge.store.types import (
     CreatedTerugmelding,
     DmksOutcome,
-    DmksOutcomeKind,
     DmksRequest,
     DmksStatusChange,
     HistoryEntry,
@@ -353,49 +353,29 @@ def complete(
     matcher: SubscriptionMatcher,
     ingest: Ingest,
 ) -> bool:
-    if request.lease_owner is None or request.lease_until is None:
-        raise ValueError("complete_dmks_request needs a claimed request")
+    step = outbox_step(request, outcome)
     at = _ts(outcome.at)
-    fault = outcome.kind is not DmksOutcomeKind.SENT
-    if outcome.kind is DmksOutcomeKind.RETRY:
-        if outcome.retry_at is None:
-            raise ValueError("a RETRY outcome needs retry_at")
-        status, next_at = "pending", _ts(outcome.retry_at)
-    else:
-        status, next_at = outcome.kind.value, None
     changed = c.execute(
         "UPDATE dmks_outbox SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
         " last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
         " WHERE id = ? AND status = 'pending' AND lease_owner = ? AND lease_until = ?",
         (
-            status,
-            next_at,
-            outcome.error if fault else None,
+            step.status,
+            None if step.retry_at is None else _ts(step.retry_at),
+            step.error,
             at,
             request.id,
             request.lease_owner,
-            _ts(request.lease_until),
+            _ts(step.lease_until),
         ),
     ).rowcount
     if not changed:
         return False
-    if fault:
-        _history(
-            c,
-            request.terugmelding_id,
-            HistoryEntry(
-                kind=HistoryKind.FAULT,
-                at=outcome.at,
-                request_kind=request.kind,
-                code=outcome.code,
-                text=outcome.error,
-                retried=outcome.kind is DmksOutcomeKind.RETRY,
-            ),
-        )
-    if outcome.kind is DmksOutcomeKind.RETRY:
+    if step.fault is not None:
+        _history(c, request.terugmelding_id, step.fault)
+    new = step.transport
+    if new is None:
         return True
-    sent = outcome.kind is DmksOutcomeKind.SENT
-    new = TransportStatus.VERZONDEN if sent else TransportStatus.MISLUKT
     announce = partial(_announce, c, notice=notice, matcher=matcher, ingest=ingest)
     _transport_change(c, request, new, outcome, announce)
     if new is TransportStatus.MISLUKT and request.kind is RequestKind.MELDING:
@@ -407,7 +387,7 @@ def complete(
             c.execute(
                 "UPDATE dmks_outbox SET status = 'failed', last_error = ?, updated_at = ?"
                 " WHERE id = ?",
-                ("the melding it follows was not delivered", at, row["id"]),
+                (FOLLOWS_FAILED_MELDING, at, row["id"]),
             )
             _transport_change(c, _request(row), new, outcome, announce)
     return True

@@ -15,13 +15,13 @@ from datetime import datetime
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
+from digibridge.store._outbox import FOLLOWS_FAILED_MELDING, outbox_step
 from digibridge.store.postgres._connection import Connection, opt_ts, ts
 from digibridge.store.postgres._listener import notify_wake
 from digibridge.store.postgres._queue import notice_message, store_notice
 from digibridge.store.types import (
     CreatedTerugmelding,
     DmksOutcome,
-    DmksOutcomeKind,
     DmksRequest,
     DmksStatusChange,
     HistoryEntry,
@@ -359,52 +359,29 @@ async def complete(
     matcher: SubscriptionMatcher,
     now: datetime,
 ) -> bool:
-    if request.lease_owner is None or request.lease_until is None:
-        raise ValueError("complete_dmks_request needs a claimed request")
+    step = outbox_step(request, outcome)
     at = ts(outcome.at)
-    fault = outcome.kind is not DmksOutcomeKind.SENT
-    if outcome.kind is DmksOutcomeKind.RETRY:
-        if outcome.retry_at is None:
-            raise ValueError("a RETRY outcome needs retry_at")
-        status, next_at = "pending", ts(outcome.retry_at)
-    else:
-        status, next_at = outcome.kind.value, None
     changed = await c.execute(
         "UPDATE dmks_outbox SET status = %s, attempts = attempts + 1, next_attempt_at = %s,"
         " last_error = %s, lease_owner = NULL, lease_until = NULL, updated_at = %s"
         " WHERE id = %s AND status = 'pending' AND lease_owner = %s AND lease_until = %s",
         (
-            status,
-            next_at,
-            outcome.error if fault else None,
+            step.status,
+            None if step.retry_at is None else ts(step.retry_at),
+            step.error,
             at,
             request.id,
             request.lease_owner,
-            ts(request.lease_until),
+            ts(step.lease_until),
         ),
     )
     if not changed.rowcount:
         return False
-    if fault:
-        await _history(
-            c,
-            request.terugmelding_id,
-            HistoryEntry(
-                kind=HistoryKind.FAULT,
-                at=outcome.at,
-                request_kind=request.kind,
-                code=outcome.code,
-                text=outcome.error,
-                retried=outcome.kind is DmksOutcomeKind.RETRY,
-            ),
-        )
-    if outcome.kind is DmksOutcomeKind.RETRY:
+    if step.fault is not None:
+        await _history(c, request.terugmelding_id, step.fault)
+    new = step.transport
+    if new is None:
         return True
-    new = (
-        TransportStatus.VERZONDEN
-        if outcome.kind is DmksOutcomeKind.SENT
-        else TransportStatus.MISLUKT
-    )
     await _transport_change(
         c, request, new, outcome=outcome, notice=notice, matcher=matcher, now=now
     )
@@ -414,7 +391,7 @@ async def complete(
             await c.execute(
                 "UPDATE dmks_outbox SET status = 'failed', last_error = %s, updated_at = %s"
                 " WHERE terugmelding_id = %s AND status = 'pending' RETURNING *",
-                ("the melding it follows was not delivered", at, request.terugmelding_id),
+                (FOLLOWS_FAILED_MELDING, at, request.terugmelding_id),
             )
         ).fetchall()
         for row in sorted(behind, key=lambda row: (row["created_at"], row["seq"])):
