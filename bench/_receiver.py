@@ -1,7 +1,8 @@
 """A minimal webhook receiver for the benchmarks, in its own process: answers every POST with
 204 on each of the given ports (one uvicorn server per port, one event loop), grants the
 CloudEvents validation handshake (`OPTIONS`), and, with `--record`, notes each event's id and
-arrival time, served as JSON at `GET /_stats` (for end-to-end latency).
+arrival time, served as JSON at `GET /_stats` (for end-to-end latency); `GET /_stats?count`
+answers only how many have arrived, cheap enough to poll.
 
     python -m bench._receiver PORT[,PORT...] [--record]
 """
@@ -38,7 +39,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers = [(b"webhook-allowed-origin", origin), (b"webhook-allowed-rate", b"*")]
         status = 200
     elif method == "GET" and scope["path"] == "/_stats":
-        status, body = 200, json.dumps({"arrivals": ARRIVALS}).encode()
+        stats = (
+            {"count": len(ARRIVALS)}
+            if scope["query_string"] == b"count"
+            else {"arrivals": ARRIVALS}
+        )
+        status, body = 200, json.dumps(stats).encode()
         headers = [(b"content-type", b"application/json")]
     elif RECORD and method == "POST":
         arrived = time.time()
