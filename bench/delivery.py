@@ -2,6 +2,8 @@
 
 1. digibridge (SQLite store + dispatcher) against a raw httpx async loop posting the same bodies
    to the same local receiver with the same concurrency, in the same run (target ratio ≥ 0.7).
+   Beside it, a raw aiohttp loop (the client digibridge sends with): what the engine's store,
+   signing and bookkeeping cost over its bare client.
 2. Ten endpoints, one of them dead (accepts connections, never answers): the healthy endpoints'
    throughput against a run where all ten are healthy (target ratio ≥ 0.9).
 3. Fan-out: one stream of events to 100 subscriptions.
@@ -29,6 +31,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 from bench._common import Figure, alternate, free_port, receiver, run_one, scaled
@@ -162,6 +165,23 @@ async def raw_httpx(url: str, bodies: list[bytes]) -> float:
         return time.perf_counter() - started
 
 
+async def raw_aiohttp(url: str, bodies: list[bytes]) -> float:
+    """A second raw loop, on the client digibridge sends with: what the engine's bookkeeping
+    costs over the bare client (reported beside the figure, not as its baseline)."""
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+    headers = {"content-type": "application/cloudevents+json; charset=utf-8"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
+
+        async def post(body: bytes) -> None:
+            async with semaphore, session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(post(body) for body in bodies))
+        return time.perf_counter() - started
+
+
 async def digibridge_run(url: str, count: int) -> float:
     """Seconds a dispatcher takes to deliver `count` events (store filled beforehand)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -180,12 +200,17 @@ async def versus_raw(count: int) -> dict[str, float]:
         await digibridge_run(url, WARM_UP)
         await raw_httpx(url, bodies[:WARM_UP])
         rounds = await alternate(lambda: digibridge_run(url, count), lambda: raw_httpx(url, bodies))
+        await raw_aiohttp(url, bodies[:WARM_UP])
+        bare_client = [await raw_aiohttp(url, bodies) for _ in range(len(rounds))]
+    ours = statistics.median(count / ours for ours, _ in rounds)
     return {
         "deliveries": count,
         "rounds": len(rounds),
         "digibridge_per_s": statistics.median(count / ours for ours, _ in rounds),
         "raw_httpx_per_s": statistics.median(count / raw for _, raw in rounds),
         "ratio_min": min(raw / ours for ours, raw in rounds),
+        "raw_aiohttp_per_s": count / statistics.median(bare_client),
+        "ratio_to_raw_aiohttp": ours * statistics.median(bare_client) / count,
     }
 
 

@@ -144,6 +144,30 @@ async def test_a_hanging_endpoint_does_not_hold_the_global_slots(
         assert [d.attempts for d in hanging] == [0] * 12
 
 
+async def test_an_endpoint_that_timed_out_sends_in_the_slow_lane_at_once(
+    store: SqliteStore, start_sink: Any
+) -> None:
+    """Once an endpoint's request has timed out, its next sends never hold a global slot (not
+    even for `slow_after`): here `slow_after` is longer than the whole test, so only that rule
+    lets the healthy endpoint through while the dead one's second pair of requests hangs."""
+    dead, healthy = start_sink(), start_sink()
+    dead.default = Reply(204, delay=8)
+    await store.create_subscription(subscription(dead.url(), id="dead"))
+    await store.create_subscription(subscription(healthy.url(), id="healthy"))
+    for n in range(12):
+        await publish(store, None, f"ev-{n}")
+    policy = RetryPolicy.parse("0,0", repeat_last=True, max_age=timedelta(hours=1), jitter=0)
+
+    async with running(
+        store, policy, concurrency=2, per_endpoint=2, request_timeout=1, slow_after=60
+    ):
+        await received(healthy, 12)
+        # The first pair timed out (that made the endpoint suspect); the second pair hangs in
+        # the slow lane. Without the rule, the dead endpoint's sends take both global slots a
+        # second at a time and the healthy endpoint waits behind them, pair after pair.
+        assert len(dead.posts()) <= 4
+
+
 async def test_an_endpoint_failing_too_long_is_disabled_and_announced(
     store: SqliteStore, start_sink: Any, clock: FakeClock
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,16 +74,20 @@ async def test_signed_event_is_printed_as_pretty_json(
 @pytest.mark.parametrize(
     ("headers", "reason"),
     [
-        (signed(secret=generate_secret()), "no webhook-signature entry matches"),
-        (signed(body=b"{}"), "no webhook-signature entry matches"),
-        (STRUCTURED, "missing header"),
+        # Signed when the test runs, not when it is collected: the timestamp must be fresh.
+        (lambda: signed(secret=generate_secret()), "no webhook-signature entry matches"),
+        (lambda: signed(body=b"{}"), "no webhook-signature entry matches"),
+        (lambda: STRUCTURED, "missing header"),
     ],
     ids=["wrong secret", "altered body", "unsigned"],
 )
 async def test_bad_signature_is_refused_with_401(
-    client: httpx.AsyncClient, printed: list[str], headers: dict[str, str], reason: str
+    client: httpx.AsyncClient,
+    printed: list[str],
+    headers: Callable[[], dict[str, str]],
+    reason: str,
 ) -> None:
-    response = await client.post("/", content=BODY, headers=headers)
+    response = await client.post("/", content=BODY, headers=headers())
 
     assert response.status_code == 401
     assert reason in response.text

@@ -1,7 +1,9 @@
-"""The HTTP clients webhooks go out on: one shared, plus one per client certificate (mTLS).
+"""The HTTP clients webhooks go out on: one shared, plus one per client certificate (mTLS),
+and one for OAuth token requests.
 
-Every client connects through the SSRF guard (`GuardedTransport`), never follows redirects and
-ignores proxy settings from the environment (a proxy would resolve names behind the guard).
+Every client connects through the SSRF guard, never follows redirects and ignores proxy
+settings from the environment (a proxy would resolve names behind the guard). Webhooks go out
+on `SinkClient` (aiohttp, the hot path); token requests on httpx (`GuardedTransport`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import tempfile
 import httpx
 
 from digibridge.delivery.guard import GuardedTransport, SinkGuard
+from digibridge.delivery.sink_client import SinkClient
 from digibridge.store.types import ClientTls
 
 
@@ -47,29 +50,36 @@ class Clients:
 
     def __init__(self, guard: SinkGuard, *, max_connections: int = 100) -> None:
         self.guard = guard
-        self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        self._shared: httpx.AsyncClient | None = None
-        self._by_tls: dict[str, httpx.AsyncClient] = {}
+        self._max_connections = max_connections
+        self._shared: SinkClient | None = None
+        self._by_tls: dict[str, SinkClient] = {}
+        self._tokens: httpx.AsyncClient | None = None
 
-    def _client(self, tls: ClientTls | None) -> httpx.AsyncClient:
-        transport = GuardedTransport(self.guard, ssl_context=ssl_context(tls), limits=self._limits)
-        return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
-
-    def shared(self) -> httpx.AsyncClient:
+    def shared(self) -> SinkClient:
         if self._shared is None:
-            self._shared = self._client(None)
+            self._shared = SinkClient(self.guard, ssl_context(), limit=self._max_connections)
         return self._shared
 
-    def for_tls(self, tls: ClientTls | None) -> httpx.AsyncClient:
+    def for_tls(self, tls: ClientTls | None) -> SinkClient:
         if tls is None:
             return self.shared()
         key = hashlib.sha256(f"{tls.certificate}\0{tls.key}\0{tls.ca}".encode()).hexdigest()
         client = self._by_tls.get(key)
         if client is None:
-            client = self._by_tls[key] = self._client(tls)
+            client = self._by_tls[key] = SinkClient(
+                self.guard, ssl_context(tls), limit=self._max_connections
+            )
         return client
+
+    def tokens(self) -> httpx.AsyncClient:
+        """The client OAuth token requests go out on."""
+        if self._tokens is None:
+            limits = httpx.Limits(max_connections=10, max_keepalive_connections=10)
+            transport = GuardedTransport(self.guard, ssl_context=ssl_context(), limits=limits)
+            self._tokens = httpx.AsyncClient(
+                transport=transport, follow_redirects=False, trust_env=False
+            )
+        return self._tokens
 
     async def aclose(self) -> None:
         clients = [*self._by_tls.values(), *([self._shared] if self._shared else [])]
@@ -77,3 +87,6 @@ class Clients:
         self._shared = None
         for client in clients:
             await client.aclose()
+        if self._tokens is not None:
+            await self._tokens.aclose()
+            self._tokens = None

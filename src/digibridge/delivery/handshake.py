@@ -23,8 +23,6 @@ import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
-
 from digibridge.clock import Clock
 from digibridge.delivery.clients import Clients
 from digibridge.delivery.dispatcher import MAX_SUBSCRIPTION_TIMEOUT
@@ -39,6 +37,7 @@ from digibridge.delivery.sender import (
     exchange,
     post,
 )
+from digibridge.delivery.sink_client import SinkClient
 from digibridge.errors import DigibridgeError
 from digibridge.events.notices import subscription_test
 from digibridge.events.records import to_new_event
@@ -69,7 +68,7 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class _Session:
-    client: httpx.AsyncClient
+    client: SinkClient
     bearer: str | None
     timeout: float
 
@@ -123,7 +122,7 @@ class SinkCheck:
             bearer = None
             if settings.oauth is not None:
                 bearer = await TokenSource(self._clock).token(
-                    settings.oauth, clients.shared(), timeout
+                    settings.oauth, clients.tokens(), timeout
                 )
             yield _Session(client, bearer, timeout)
         finally:

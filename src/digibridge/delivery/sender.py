@@ -11,17 +11,19 @@ import asyncio
 import contextlib
 import enum
 import hashlib
+import http
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import httpx
+import aiohttp
 
 from digibridge import __version__
 from digibridge.delivery.guard import SinkRefused
 from digibridge.delivery.retry import parse_retry_after
 from digibridge.delivery.signing import webhook_headers, x_signature
+from digibridge.delivery.sink_client import SinkClient
 from digibridge.events import http as encoding
 from digibridge.store.types import Attempt, DeliveryJob, Subscription
 from digibridge.tracing import LocalSpans, Spans, TraceContext, of_body
@@ -30,6 +32,8 @@ from digibridge.tracing import LocalSpans, Spans, TraceContext, of_body
 STRUCTURED_CONTENT_TYPE = encoding.STRUCTURED_CONTENT_TYPE
 USER_AGENT = f"digibridge/{__version__}"
 EXCERPT_BYTES = 512
+#: Reason phrases for answers that came without one.
+_REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 
 #: Headers a subscription's `protocolsettings.headers` may not set: ours, or the transport's.
 _RESERVED = frozenset(
@@ -164,7 +168,7 @@ class Answer:
 
 
 async def exchange(
-    client: httpx.AsyncClient,
+    client: SinkClient,
     method: str,
     url: str,
     *,
@@ -180,36 +184,55 @@ async def exchange(
     answered: Mapping[str, str] = {}
     try:
         async with asyncio.timeout(timeout):
-            request = client.build_request(
-                method, url, content=content, headers=dict(headers), timeout=httpx.Timeout(timeout)
+            answer = await client.request(
+                method,
+                url,
+                headers=headers,
+                content=content,
+                timeout=timeout,
+                excerpt_bytes=EXCERPT_BYTES,
             )
-            response = await client.send(request, stream=True, follow_redirects=False)
-            try:
-                excerpt = await _excerpt(response)
-            finally:
-                await response.aclose()
-        result = classify(response, now)
-        answered = {
-            name: response.headers[name] for name in ANSWER_HEADERS if name in response.headers
-        }
-    except (TimeoutError, httpx.TimeoutException):
+        result = classify(answer.status, answer.reason, answer.headers, now)
+        excerpt = answer.excerpt.decode("utf-8", errors="replace") if answer.excerpt else None
+        answered = {name: answer.headers[name] for name in ANSWER_HEADERS if name in answer.headers}
+    except TimeoutError:
         result = SendResult(ResultKind.RETRYABLE, f"timed out after {timeout:g} s")
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
-        result = SendResult(ResultKind.FAILED, f"bad sink URL: {error}")
-    except SinkRefused as error:
-        result = SendResult(ResultKind.FAILED, f"sink refused: {error}")
-    except UnicodeEncodeError as error:
-        # A header only ASCII may go in (e.g. a token from an OAuth server): never sendable.
-        result = SendResult(ResultKind.FAILED, f"request cannot be encoded: {error}")
-    except httpx.TransportError as error:
-        result = SendResult(ResultKind.RETRYABLE, f"{type(error).__name__}: {error}".strip())
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError, ValueError) as error:
+        # SinkRefused is a ValueError, and so is a header only ASCII may go in (e.g. a token
+        # from an OAuth server): never sendable.
+        result = SendResult(ResultKind.FAILED, _refusal(error))
+    except (aiohttp.ClientError, OSError) as error:
+        result = SendResult(ResultKind.RETRYABLE, _transport_error(error))
     duration_ms = (time.perf_counter() - started) * 1000
     return Answer(result, duration_ms, excerpt, answered)
 
 
+def _refusal(error: Exception) -> str:
+    if isinstance(error, SinkRefused):
+        return f"sink refused: {error}"
+    if isinstance(error, UnicodeEncodeError):
+        return f"request cannot be encoded: {error}"
+    return f"bad sink URL: {error}"
+
+
+def _transport_error(error: Exception) -> str:
+    """A transport failure as operators read it in `last_error`: what went wrong, then the
+    client library's words."""
+    if isinstance(error, aiohttp.ClientConnectorError):
+        kind = "ConnectError"
+        detail = str(error.os_error) or str(error)
+    elif isinstance(error, aiohttp.ServerDisconnectedError):
+        kind, detail = "RemoteProtocolError", "the sink closed the connection without an answer"
+    elif isinstance(error, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        kind, detail = "ReadError", str(error)
+    else:
+        kind, detail = type(error).__name__, str(error)
+    return f"{kind}: {detail}" if detail else kind
+
+
 async def post(
     subscription: Subscription,
-    client: httpx.AsyncClient,
+    client: SinkClient,
     msg_id: str,
     content: tuple[dict[str, str], bytes],
     *,
@@ -245,7 +268,7 @@ async def post(
 
 async def send(
     jobs: Sequence[DeliveryJob],
-    client: httpx.AsyncClient,
+    client: SinkClient,
     *,
     now: datetime,
     timeout: float,
@@ -316,39 +339,20 @@ def attempts_of(
     ]
 
 
-def classify(response: httpx.Response, now: datetime) -> SendResult:
+def classify(code: int, reason: str, headers: Mapping[str, str], now: datetime) -> SendResult:
     """What an HTTP answer means for the delivery (CloudEvents webhook + NL guideline rules)."""
-    code = response.status_code
-    text = f"{code} {response.reason_phrase}".strip()
+    text = f"{code} {reason or _REASONS.get(code, '')}".strip()
     if 200 <= code < 300:
         return SendResult(ResultKind.SUCCEEDED, status=code)
     if code == 410:
         return SendResult(ResultKind.GONE, text, status=code)
     if code == 429 or code >= 500:
-        header = response.headers.get("retry-after")
+        header = headers.get("retry-after")
         wait = None if header is None else parse_retry_after(header, now)
         return SendResult(ResultKind.RETRYABLE, text, wait, status=code)
     if 300 <= code < 400:
-        location = response.headers.get("location", "?")
+        location = headers.get("location", "?")
         return SendResult(
             ResultKind.FAILED, f"{text}: redirect not followed (to {location})", status=code
         )
     return SendResult(ResultKind.FAILED, text, status=code)
-
-
-async def _excerpt(response: httpx.Response) -> str | None:
-    """The first bytes of the body, for operators; never the whole of a large answer."""
-    if response.status_code == 204 or response.headers.get("content-length") == "0":
-        # No body (the usual webhook answer), but it must still be read to its end: a response
-        # closed before that closes its connection, and every webhook paid a new one.
-        await response.aread()
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= EXCERPT_BYTES:
-            break
-    data = b"".join(chunks)[:EXCERPT_BYTES]
-    return data.decode("utf-8", errors="replace") if data else None
