@@ -193,6 +193,10 @@ def test_new_delivery_options_round_trip_and_secrets_stay_write_only(api: httpx.
         ({"batch": {"maxEvents": 5}}, "batch"),
         ({"timeout": 600}, "timeout"),
         ({"tls": {"clientCertificate": "x", "clientKey": "y"}}, "delivery.tls"),
+        (
+            {"tls": {"clientCertificate": "x", "clientKey": "y", "caCertificates": "\u00ca"}},
+            "PEM text",
+        ),
     ],
 )
 def test_inconsistent_delivery_options_are_refused(

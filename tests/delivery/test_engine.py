@@ -106,17 +106,26 @@ async def test_circuit_opens_half_opens_and_closes(
     assert len(sink.posts()) == 2 + 4
 
 
+async def dead_and_healthy(
+    store: SqliteStore, start_sink: Any, *, answer_after: float
+) -> tuple[ScriptedSink, ScriptedSink]:
+    """Two subscribed receivers, one answering only after `answer_after` seconds, and twelve
+    events for both."""
+    dead, healthy = start_sink(), start_sink()
+    dead.default = Reply(204, delay=answer_after)
+    await store.create_subscription(subscription(dead.url(), id="dead"))
+    await store.create_subscription(subscription(healthy.url(), id="healthy"))
+    for n in range(12):
+        await publish(store, None, f"ev-{n}")
+    return dead, healthy
+
+
 async def test_a_dead_endpoint_costs_the_others_nothing(
     store: SqliteStore, start_sink: Any
 ) -> None:
     """A receiver that never answers holds at most `per_endpoint` slots; the healthy endpoint's
     deliveries all go out while the dead one's requests hang."""
-    dead, healthy = start_sink(), start_sink()
-    dead.default = Reply(204, delay=5)
-    await store.create_subscription(subscription(dead.url(), id="dead"))
-    await store.create_subscription(subscription(healthy.url(), id="healthy"))
-    for n in range(12):
-        await publish(store, None, f"ev-{n}")
+    dead, healthy = await dead_and_healthy(store, start_sink, answer_after=5)
 
     async with running(store, concurrency=4, per_endpoint=2, request_timeout=5):
         await received(healthy, 12)
@@ -129,12 +138,7 @@ async def test_a_hanging_endpoint_does_not_hold_the_global_slots(
     """With as many global slots as the hanging endpoint may take, the healthy endpoint is
     still served at once: a send in flight past `slow_after` gives its global slot up (it keeps
     its endpoint's), so the others do not wait for the hanging requests to time out."""
-    dead, healthy = start_sink(), start_sink()
-    dead.default = Reply(204, delay=8)
-    await store.create_subscription(subscription(dead.url(), id="dead"))
-    await store.create_subscription(subscription(healthy.url(), id="healthy"))
-    for n in range(12):
-        await publish(store, None, f"ev-{n}")
+    dead, healthy = await dead_and_healthy(store, start_sink, answer_after=8)
 
     async with running(store, concurrency=2, per_endpoint=2, request_timeout=8, slow_after=0.1):
         await received(healthy, 12)
@@ -150,12 +154,7 @@ async def test_an_endpoint_that_timed_out_sends_in_the_slow_lane_at_once(
     """Once an endpoint's request has timed out, its next sends never hold a global slot (not
     even for `slow_after`): here `slow_after` is longer than the whole test, so only that rule
     lets the healthy endpoint through while the dead one's second pair of requests hangs."""
-    dead, healthy = start_sink(), start_sink()
-    dead.default = Reply(204, delay=8)
-    await store.create_subscription(subscription(dead.url(), id="dead"))
-    await store.create_subscription(subscription(healthy.url(), id="healthy"))
-    for n in range(12):
-        await publish(store, None, f"ev-{n}")
+    dead, healthy = await dead_and_healthy(store, start_sink, answer_after=8)
     policy = RetryPolicy.parse("0,0", repeat_last=True, max_age=timedelta(hours=1), jitter=0)
 
     async with running(

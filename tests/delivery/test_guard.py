@@ -110,3 +110,18 @@ async def test_a_sink_whose_name_starts_resolving_to_a_private_address_is_not_ca
         "sink refused: receiver.test resolves to 10.9.8.7, which is private; "
         "allow it with DIGIBRIDGE_SINK_ALLOWLIST if intended"
     )
+
+
+async def test_a_sink_written_as_an_ip_address_is_checked_at_send_time_too(
+    store: SqliteStore, sink: ScriptedSink
+) -> None:
+    """The HTTP client connects to an IP literal without asking a resolver: the guard checks it
+    before the request (here the subscription predates a narrower allowlist)."""
+    delivery = await publish(store, subscription(f"http://127.0.0.1:{sink.port}/hook"), "ev-1")
+
+    async with running(store, guard=SinkGuard(["10.0.0.0/8"])):
+        refused = await settled(store, delivery.id, DeliveryStatus.DEAD)
+
+    assert sink.posts() == []
+    assert refused.last_error is not None
+    assert refused.last_error.startswith("sink refused: 127.0.0.1 is loopback")

@@ -24,6 +24,9 @@ def ssl_context(tls: ClientTls | None = None) -> ssl.SSLContext:
     """Verification with the system's roots (or the subscription's CAs), plus its client
     certificate when it has one."""
     if tls is not None and tls.ca is not None:
+        if not tls.ca.isascii():
+            # The ssl module answers TypeError to such text; it is the caller's bad value.
+            raise ValueError("CA certificates must be PEM text (ASCII only)")
         context = ssl.create_default_context(cadata=tls.ca)
     else:
         context = httpx.create_ssl_context()
