@@ -191,3 +191,25 @@ async def test_purge_keeps_dead_letters_and_drops_old_deliveries(
     assert await store.get_event("ev-dead") is not None
     [kept] = await store.list_deliveries()
     assert kept.status is DeliveryStatus.DEAD
+
+
+async def test_an_endpoint_at_its_limit_does_not_hide_the_others_behind_its_backlog(
+    store: Store, clock: FakeClock
+) -> None:
+    """A hanging receiver's backlog is the oldest part of the due queue; a claim must still
+    reach the deliveries of other endpoints behind it, however long that backlog is."""
+    await store.create_subscription(subscription("stuck", sink="https://stuck.example/hook"))
+    await ingest(store, *(f"ev-{n}" for n in range(100)))
+    now = clock.now()
+    [held] = await store.claim_due(
+        now=now, limit=1, lease_until=now + LEASE, owner="w1", per_endpoint=1
+    )
+    await store.create_subscription(subscription("calm", sink="https://calm.example/hook"))
+    await ingest(store, "ev-late")
+
+    [job] = await store.claim_due(
+        now=now, limit=1, lease_until=now + LEASE, owner="w1", per_endpoint=1
+    )
+
+    assert held.subscription.id == "stuck"
+    assert (job.subscription.id, job.event.id) == ("calm", "ev-late")

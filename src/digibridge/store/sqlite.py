@@ -116,6 +116,12 @@ _DUE = (
     " AND (s.rate_limit IS NULL OR s.rate_next_at IS NULL OR s.rate_next_at <= :now)"
     " ORDER BY d.next_attempt_at, d.rowid"
 )
+#: `_DUE` without the endpoints already at their limit: their rows are passed over inside
+#: SQLite instead of one by one in Python. A hanging endpoint's backlog sits at the front of
+#: the due order (its deliveries are the oldest), so without this every claim walked it.
+_DUE_EXCEPT = _DUE.replace(
+    " ORDER BY", " AND s.endpoint NOT IN (SELECT value FROM json_each(:full)) ORDER BY"
+)
 #: Bound on the parsed subscriptions a store keeps (see `_subscription_of`).
 _PARSED_SUBSCRIPTIONS = 1024
 #: A claim looks at most this many due deliveries (per delivery it may take) past held-back ones.
@@ -671,7 +677,13 @@ class SqliteStore:
             #: Rate-limited subscriptions given their one request of this claim.
             paced: dict[str, int] = {}
             budget = max(limit, 1) * _SCAN_PER_CLAIM
-            for row in c.execute(_DUE, {"now": at}):
+            full = [endpoint for endpoint, count in busy.items() if count >= cap]
+            due = (
+                c.execute(_DUE_EXCEPT, {"now": at, "full": json.dumps(full)})
+                if full
+                else c.execute(_DUE, {"now": at})
+            )
+            for row in due:
                 budget -= 1
                 if len(taken) >= limit or budget < 0:
                     break

@@ -69,7 +69,17 @@ _DUE = (
     f"SELECT d.id, s.endpoint, s.id AS sub, s.rate_limit{QUEUE_JOINS}"
     f" WHERE d.status = 'pending' AND d.next_attempt_at <= %(now)s AND {CLAIMABLE}"
     " AND (s.rate_limit IS NULL OR s.rate_next_at IS NULL OR s.rate_next_at <= %(now)s)"
+    # Endpoints already at their limit are passed over here, not one row at a time in the
+    # scan: a hanging endpoint's backlog is the oldest part of the queue (as SQLite's claim).
+    " AND NOT (s.endpoint = ANY(%(full)s::text[]))"
     " ORDER BY d.next_attempt_at, d.seq LIMIT %(scan)s"
+)
+#: Endpoints with at least %(cap)s leases running (a hint read without their locks: the
+#: claim's locked re-read still decides).
+_FULL = (
+    "SELECT s.endpoint FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
+    " WHERE d.lease_until > %(now)s AND d.status = 'pending'"
+    " GROUP BY s.endpoint HAVING count(*) >= %(cap)s"
 )
 #: How many of the earliest pending deliveries `NEXT_DUE` weighs one by one.
 _NEXT_DUE_WINDOW = 256
@@ -157,7 +167,11 @@ async def claim(
 ) -> list[DeliveryJob]:
     at, until = ts(now), ts(lease_until)
     scan = max(limit, 1) * _SCAN_PER_CLAIM
-    candidates = await (await c.execute(_DUE, {"now": at, "scan": scan})).fetchall()
+    full: list[str] = []
+    if per_endpoint is not None:
+        rows = await (await c.execute(_FULL, {"now": at, "cap": per_endpoint})).fetchall()
+        full = [row["endpoint"] for row in rows]
+    candidates = await (await c.execute(_DUE, {"now": at, "scan": scan, "full": full})).fetchall()
     if not candidates:
         return []
     room = await _room(c, candidates, at)
