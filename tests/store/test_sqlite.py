@@ -6,13 +6,15 @@ import os
 import sqlite3
 import subprocess
 import sys
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from digibridge.store._migrations import load_migrations
-from digibridge.store.sqlite import _NEXT_DUE_WINDOW, SqliteStore
+from digibridge.store.sqlite import _NEXT_DUE_WINDOW, SqliteStore, _ts
 from digibridge.store.types import StoreError
 from tests.store.conftest import FakeClock
 from tests.store.test_store_contract import event, match_all, message, subscription
@@ -151,3 +153,17 @@ async def test_next_due_at_is_never_later_than_the_truth_behind_a_long_queue(
             await small.close()
     finally:
         await store.close()
+
+
+@given(
+    st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
+def test_stored_times_are_fixed_width_utc_text(moment: datetime, offset_minutes: int) -> None:
+    """The store compares times as text: every stored time has the one fixed-width UTC form,
+    whatever zone it was given in (as `strftime` wrote it before)."""
+    zone = UTC if offset_minutes == 0 else timezone(timedelta(minutes=offset_minutes))
+    aware = moment.replace(tzinfo=zone)
+    expected = aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert _ts(aware) == expected
+    assert len(_ts(aware)) == 27

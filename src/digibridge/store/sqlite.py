@@ -171,10 +171,14 @@ def _client_columns(s: Subscription) -> dict[str, Any]:
 
 
 def _ts(value: datetime) -> str:
-    """Fixed-width UTC text, so SQL text comparison is time comparison."""
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime given to the store: {value!r}")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width UTC text, so SQL text comparison is time comparison
+    (`2026-12-07T06:54:30.337526Z`; `isoformat`, a third cheaper than `strftime`, which was a
+    few per cent of an ingest in the profile)."""
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime given to the store: {value!r}")
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _dt(text: str) -> datetime:
@@ -435,7 +439,7 @@ class SqliteStore:
             ),
         )
         subscriptions = [
-            _subscription(row)
+            self._parsed_row(row)
             for row in c.execute("SELECT * FROM subscriptions WHERE status = 'active'")
         ]
         created = 0
@@ -747,14 +751,19 @@ class SqliteStore:
         delivery options) cost more than the read, and is the same for every claim. Comparing
         the whole row keeps the cache right whoever changed it, without invalidation."""
         row = c.execute("SELECT * FROM subscriptions WHERE id = ?", (subscription_id,)).fetchone()
+        return self._parsed_row(row)
+
+    def _parsed_row(self, row: sqlite3.Row) -> Subscription:
+        """A subscription row parsed, from the cache when the row is unchanged (every ingest
+        reads all active subscriptions: with a thousand of them, parsing them was most of it)."""
         values = tuple(row)
-        cached = self._parsed.get(subscription_id)
+        cached = self._parsed.get(row["id"])
         if cached is not None and cached[0] == values:
             return cached[1]
         if len(self._parsed) >= _PARSED_SUBSCRIPTIONS:
             self._parsed.clear()
         parsed = _subscription(row)
-        self._parsed[subscription_id] = (values, parsed)
+        self._parsed[row["id"]] = (values, parsed)
         return parsed
 
     async def claim_batch(
