@@ -303,11 +303,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     #: `serve` reads the server TLS context (and whether uvicorn needs `TlsHttpProtocol`) here.
     app.state.wus_security = wus_security
     problems.install(app)
+    # First, so that a message (the hot path) is matched against two routes, not every route.
+    include_wus(app, WusRoutes(lambda: endpoint, settings.public_url, wus_security.identify))
     install_documents(app, settings)
     app.include_router(health.router)
     include_api_routers(app, Authenticator.from_settings(settings))
     dmks = include_terugmeldingen(app, runtime)
-    include_wus(app, WusRoutes(lambda: endpoint, settings.public_url, wus_security.identify))
     install_middleware(app)
     return app
 
