@@ -101,6 +101,24 @@ async def test_503_is_retried_with_the_same_webhook_id(
     assert done.attempts == 2
 
 
+async def test_a_long_answer_is_kept_as_its_first_512_bytes_and_not_waited_for(
+    store: SqliteStore, sink: ScriptedSink
+) -> None:
+    """Only the excerpt of an answer is read; the rest is left unread (its connection closed,
+    not reused), and the next attempt goes out on a fresh one."""
+    long_body = b"".join(b"%07d\n" % n for n in range(8192))  # 64 KiB
+    sink.script("/hook", Reply(500, body=long_body), Reply(204))
+    delivery = await publish(store, subscription(sink.url()))
+
+    async with running(store):
+        done = await settled(store, delivery.id, DeliveryStatus.SUCCEEDED)
+
+    first, second = await store.list_attempts(delivery.id)
+    assert first.response_excerpt == long_body[:512].decode()
+    assert (first.status_code, second.status_code) == (500, 204)
+    assert done.attempts == 2
+
+
 async def test_retry_after_is_respected(
     store: SqliteStore, sink: ScriptedSink, clock: FakeClock
 ) -> None:
