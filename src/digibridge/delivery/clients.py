@@ -58,14 +58,12 @@ class Clients:
         self._by_tls: dict[str, SinkClient] = {}
         self._tokens: httpx.AsyncClient | None = None
 
-    def shared(self) -> SinkClient:
-        if self._shared is None:
-            self._shared = SinkClient(self.guard, ssl_context(), limit=self._max_connections)
-        return self._shared
-
     def for_tls(self, tls: ClientTls | None) -> SinkClient:
+        """The client for a subscription's TLS settings (the shared one without any)."""
         if tls is None:
-            return self.shared()
+            if self._shared is None:
+                self._shared = SinkClient(self.guard, ssl_context(), limit=self._max_connections)
+            return self._shared
         key = hashlib.sha256(f"{tls.certificate}\0{tls.key}\0{tls.ca}".encode()).hexdigest()
         client = self._by_tls.get(key)
         if client is None:

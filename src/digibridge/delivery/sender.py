@@ -197,9 +197,9 @@ async def exchange(
         answered = {name: answer.headers[name] for name in ANSWER_HEADERS if name in answer.headers}
     except TimeoutError:
         result = SendResult(ResultKind.RETRYABLE, f"timed out after {timeout:g} s")
-    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError, ValueError) as error:
-        # SinkRefused is a ValueError, and so is a header only ASCII may go in (e.g. a token
-        # from an OAuth server): never sendable.
+    except (aiohttp.NonHttpUrlClientError, ValueError) as error:
+        # Never sendable. ValueErrors: aiohttp's InvalidURL, SinkRefused, and a header only
+        # ASCII may go in (e.g. a token from an OAuth server).
         result = SendResult(ResultKind.FAILED, _refusal(error))
     except (aiohttp.ClientError, OSError) as error:
         result = SendResult(ResultKind.RETRYABLE, _transport_error(error))

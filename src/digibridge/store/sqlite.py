@@ -107,20 +107,17 @@ _BUSY = (
     # `+d.status`: drive the query from the leased (small) index, not the pending (large) one.
     " WHERE d.lease_until > :now AND +d.status = 'pending' GROUP BY s.endpoint"
 )
-#: Claimable due deliveries, oldest first. The order is the `deliveries_due` index's own
+#: Claimable due deliveries, oldest first, except those of the endpoints in `:full` (a JSON
+#: list of the endpoints already at their limit). The order is the `deliveries_due` index's own
 #: (status, next_attempt_at, rowid = insertion order), so the rows stream without a sort and a
-#: claim reads only as far as it needs.
+#: claim reads only as far as it needs. Full endpoints are passed over inside SQLite, not row
+#: by row in Python: a hanging endpoint's backlog sits at the front of the due order.
 _DUE = (
-    f"SELECT d.id, s.endpoint, c.state AS circuit, s.id AS sub, s.rate_limit{_QUEUE_JOINS}"
+    f"SELECT d.id, s.endpoint, c.state AS circuit, s.id AS sub, s.rate_limit{_QUEUE_JOINS}"  # noqa: S608
     f" WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND {_CLAIMABLE}"
     " AND (s.rate_limit IS NULL OR s.rate_next_at IS NULL OR s.rate_next_at <= :now)"
+    " AND s.endpoint NOT IN (SELECT value FROM json_each(:full))"
     " ORDER BY d.next_attempt_at, d.rowid"
-)
-#: `_DUE` without the endpoints already at their limit: their rows are passed over inside
-#: SQLite instead of one by one in Python. A hanging endpoint's backlog sits at the front of
-#: the due order (its deliveries are the oldest), so without this every claim walked it.
-_DUE_EXCEPT = _DUE.replace(
-    " ORDER BY", " AND s.endpoint NOT IN (SELECT value FROM json_each(:full)) ORDER BY"
 )
 #: Bound on the parsed subscriptions a store keeps (see `_subscription_of`).
 _PARSED_SUBSCRIPTIONS = 1024
@@ -682,12 +679,7 @@ class SqliteStore:
             paced: dict[str, int] = {}
             budget = max(limit, 1) * _SCAN_PER_CLAIM
             full = [endpoint for endpoint, count in busy.items() if count >= cap]
-            due = (
-                c.execute(_DUE_EXCEPT, {"now": at, "full": json.dumps(full)})
-                if full
-                else c.execute(_DUE, {"now": at})
-            )
-            for row in due:
+            for row in c.execute(_DUE, {"now": at, "full": json.dumps(full)}):
                 budget -= 1
                 if len(taken) >= limit or budget < 0:
                     break
