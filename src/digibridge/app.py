@@ -58,8 +58,10 @@ from digibridge.store.postgres import PostgresStore
 from digibridge.store.sqlite import SqliteStore
 from digibridge.store.types import CircuitPolicy, Store
 from digibridge.tracing import Spans, TraceMiddleware
-from digibridge.wus.inbound import DigileveringEndpoint, WusRoutes
+from digibridge.wus.inbound import DigileveringEndpoint
+from digibridge.wus.routes import InboundSoap, WsdlRoute
 from digibridge.wus.security import configure as configure_wus_security
+from digibridge.wus.tls import PeerIdentity
 
 log = structlog.get_logger("digibridge")
 API_VERSION = "1.0.0"
@@ -303,27 +305,32 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     #: `serve` reads the server TLS context (and whether uvicorn needs `TlsHttpProtocol`) here.
     app.state.wus_security = wus_security
     problems.install(app)
-    # First, so that a message (the hot path) is matched against two routes, not every route.
-    include_wus(app, WusRoutes(lambda: endpoint, settings.public_url, wus_security.identify))
+    app.add_api_route(WUS_PATH, WsdlRoute(settings.public_url).get, include_in_schema=False)
     install_documents(app, settings)
     app.include_router(health.router)
     include_api_routers(app, Authenticator.from_settings(settings))
     dmks = include_terugmeldingen(app, runtime)
-    install_middleware(app)
+    install_middleware(app, endpoint, wus_security.identify)
     return app
 
 
-def install_middleware(app: FastAPI) -> None:
-    """`API-Version` on every answer; every request's `traceparent` read (outermost, so the
-    trace is known to everything inside)."""
+def install_middleware(
+    app: FastAPI,
+    endpoint: DigileveringEndpoint,
+    identify: Callable[[Scope], PeerIdentity] | None,
+) -> None:
+    """`API-Version` on every answer; every request's `traceparent` read (so the trace is known
+    to everything inside); and, outermost, a SOAP message (the hot path) answered before the
+    framework's layers, which do the same for it (wus/routes.py)."""
     app.add_middleware(ApiVersionHeader)
     app.add_middleware(TraceMiddleware)
-
-
-def include_wus(app: FastAPI, wus: WusRoutes) -> None:
-    """The inbound DigiLevering endpoint and its WSDL (not part of the REST API's document)."""
-    app.add_api_route(WUS_PATH, wus.post, methods=["POST"], include_in_schema=False)
-    app.add_api_route(WUS_PATH, wus.get, methods=["GET"], include_in_schema=False)
+    app.add_middleware(
+        InboundSoap,
+        path=WUS_PATH,
+        endpoint=lambda: endpoint,
+        api_version=API_VERSION,
+        identify=identify,
+    )
 
 
 def drain(app: FastAPI) -> Callable[[], None]:

@@ -3,7 +3,9 @@ stored, and the gateway keeps serving."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -88,6 +90,58 @@ def test_oversize_body_gets_413_without_being_read_whole(gw: GatewayProcess) -> 
     response = post(gw, body)
     assert_fault(response, "0001", status=413)
     assert b"larger than" in response.content
+
+
+def test_oversize_body_sent_in_chunks_gets_413_on_the_chunk_that_passes_the_cap(
+    gw: GatewayProcess,
+) -> None:
+    """No Content-Length to refuse by: the body is counted as it arrives."""
+
+    def chunks() -> Iterator[bytes]:
+        yield envelope(sample(BRP))[:200]
+        for _ in range(200):  # 12.8 MB if it were all read; the cap is 5 MB
+            yield b"x" * 64_000
+
+    response = post(gw, chunks())  # type: ignore[arg-type]
+    assert_fault(response, "0001", status=413)
+    assert response.headers["connection"] == "close"
+
+
+def test_a_client_gone_halfway_through_its_body_is_not_answered_and_nothing_is_stored(
+    gw: GatewayProcess,
+) -> None:
+    body = envelope(with_kenmerk(sample(BRP), "halfway@digilevering.nl"))
+    head = (
+        f"POST /wus/digilevering HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: text/xml; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as connection:
+        connection.sendall(head + body[: len(body) // 2])
+    # The next message is served (the fixture checks), and the half one left nothing behind.
+    assert post(gw, envelope(sample(BRP)), headers_for(sample(BRP))).status_code == 200
+    with sqlite3.connect(gw.data_dir / "digibridge.db") as db:
+        stored = db.execute(
+            "SELECT count(*) FROM messages WHERE kenmerk = 'halfway@digilevering.nl'"
+        ).fetchone()
+    assert stored == (0,)
+    assert "returned without" not in gw.log()
+
+
+@pytest.mark.parametrize("kind", ["acknowledgement", "fault", "too large"])
+def test_every_soap_answer_says_its_length_type_and_api_version(
+    gw: GatewayProcess, kind: str
+) -> None:
+    document = with_kenmerk(sample(BRP))
+    body = {
+        "acknowledgement": envelope(document),
+        "fault": b"<soap:Envelope xmlns:soap='x'><unclosed>",
+        "too large": b"x" * 6_000_000,
+    }[kind]
+    response = post(gw, body, headers_for(document))
+    assert response.status_code == {"acknowledgement": 200, "fault": 500, "too large": 413}[kind]
+    assert response.headers["api-version"] == "1.0.0"
+    assert response.headers["content-type"] == "text/xml; charset=utf-8"
+    assert response.headers["content-length"] == str(len(response.content))
 
 
 def test_deeply_nested_xml_is_refused(gw: GatewayProcess) -> None:

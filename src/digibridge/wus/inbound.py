@@ -14,9 +14,6 @@ from dataclasses import dataclass, field
 
 import structlog
 from lxml import etree
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.types import Scope
 
 from digibridge.clock import Clock
 from digibridge.events.filters import subscription_matches
@@ -27,16 +24,9 @@ from digibridge.mapping.types import MappingError, NoMatchingMapping
 from digibridge.metrics import ACCEPTED, DUPLICATE, REFUSED, Metrics
 from digibridge.store.types import InboundMessage, IngestResult, Store, StoreError
 from digibridge.tracing import LocalSpans, Spans, TraceContext, new_trace, with_trace
-from digibridge.tracing import current as current_trace
 from digibridge.wus.access import InboundSecurity
 from digibridge.wus.addressing import new_message_id
-from digibridge.wus.digilevering import (
-    build_acknowledgement,
-    operation_for,
-    parse_levering,
-    schema_document,
-    wsdl_document,
-)
+from digibridge.wus.digilevering import build_acknowledgement, operation_for, parse_levering
 from digibridge.wus.envelope import (
     SoapRequest,
     parse_request,
@@ -54,10 +44,6 @@ class SoapAnswer:
     status: int
     content_type: str
     body: bytes
-
-
-class BodyTooLarge(Exception):
-    """The request body passed the configured cap while it was being read."""
 
 
 @dataclass
@@ -270,86 +256,3 @@ class DigileveringEndpoint:
 
 def fault_answer(fault: SoapFault, version: SoapVersion) -> SoapAnswer:
     return SoapAnswer(fault.http_status, version.content_type, render_fault(fault, version))
-
-
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The request body, refusing (without reading it all) anything over `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def service_url(request: Request, public_url: str | None) -> str:
-    if public_url:
-        return f"{public_url.rstrip('/')}{request.url.path}"
-    return str(request.url.replace(query=""))
-
-
-class WusRoutes:
-    """Starlette endpoints for `POST /wus/digilevering` and `GET /wus/digilevering?wsdl`."""
-
-    def __init__(
-        self,
-        endpoint: Callable[[], DigileveringEndpoint],
-        public_url: str | None,
-        identify: Callable[[Scope], PeerIdentity] | None = None,
-    ) -> None:
-        self._endpoint = endpoint
-        self._public_url = public_url
-        self._identify = identify
-
-    async def post(self, request: Request) -> Response:
-        started = time.perf_counter()
-        endpoint = self._endpoint()
-        content_type = request.headers.get("content-type")
-        try:
-            data = await read_capped(request, endpoint.max_body_bytes)
-        except BodyTooLarge:
-            fault = SoapFault(
-                DkCode.INVALID_ENVELOPE,
-                f"the message is larger than {endpoint.max_body_bytes} bytes",
-                http_status=413,
-            )
-            log.warning("soap_refused", code=fault.code.value, reason=fault.reason)
-            endpoint.refused(fault, started)
-            answer = fault_answer(fault, version_from_content_type(content_type))
-            return Response(
-                answer.body,
-                status_code=answer.status,
-                media_type=answer.content_type,
-                headers={"Connection": "close"},
-            )
-        except ClientDisconnect:
-            return Response(status_code=400)
-        answer = await endpoint.handle(
-            data,
-            content_type=content_type,
-            soap_action=request.headers.get("soapaction"),
-            peer=self._identify(request.scope) if self._identify else NO_PEER,
-            trace=current_trace(),
-            started=started,
-        )
-        return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
-
-    async def get(self, request: Request) -> Response:
-        url = service_url(request, self._public_url)
-        if "wsdl" in request.query_params or "WSDL" in request.query_params:
-            return Response(wsdl_document(url), media_type="text/xml; charset=utf-8")
-        name = request.query_params.get("xsd")
-        if name is not None:
-            document = schema_document(name, url)
-            if document is not None:
-                return Response(document, media_type="text/xml; charset=utf-8")
-        return Response(
-            "Use POST for SOAP requests, ?wsdl for the service description.",
-            status_code=404,
-            media_type="text/plain; charset=utf-8",
-        )
