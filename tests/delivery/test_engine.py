@@ -167,6 +167,19 @@ async def test_an_endpoint_that_timed_out_sends_in_the_slow_lane_at_once(
         assert len(dead.posts()) <= 4
 
 
+async def test_an_endpoint_not_heard_from_yet_sends_in_the_slow_lane_from_its_first_request(
+    store: SqliteStore, start_sink: Any
+) -> None:
+    """A fresh dispatcher knows nothing of a dead endpoint: its sends hold no global slot until
+    it has answered once. With `slow_after` longer than the test and as many global slots as
+    the dead endpoint may take, only that rule lets the healthy endpoint through."""
+    dead, healthy = await dead_and_healthy(store, start_sink, answer_after=8)
+
+    async with running(store, concurrency=2, per_endpoint=2, request_timeout=8, slow_after=60):
+        await received(healthy, 12)
+        assert len(dead.posts()) == 2
+
+
 async def test_an_endpoint_failing_too_long_is_disabled_and_announced(
     store: SqliteStore, start_sink: Any, clock: FakeClock
 ) -> None:

@@ -136,10 +136,11 @@ class Dispatcher:
         #: that hangs keeps its own slots (at most `per_endpoint`) but not everyone else's.
         #: All sends together stay under `_SLOW_LANE_FACTOR * concurrency`.
         self._slow_after = slow_after if slow_after is not None else min(1.0, request_timeout / 4)
-        #: Endpoints whose last send timed out or could not connect: their next sends start in
-        #: the slow lane (they keep their endpoint's slots, not the global ones) until one of
-        #: them is answered, so a dead endpoint's retries cost the others nothing at all.
-        self._suspects: set[str] = set()
+        #: Endpoints whose last send was answered (any HTTP status). Any other endpoint's sends
+        #: start in the slow lane (they keep their endpoint's slots, not the global ones): one
+        #: not heard from yet, or whose last send timed out or could not connect. So a dead
+        #: endpoint costs the others nothing at all, not even for `slow_after` after a start.
+        self._answering: set[str] = set()
         #: Outcomes of finished sends not yet recorded, one list per request (a batch is one).
         self._completed: list[list[Completion]] = []
         self._finished: asyncio.Event | None = None
@@ -217,7 +218,7 @@ class Dispatcher:
             task = asyncio.create_task(
                 self._deliver(group, clients), name=f"deliver-{group[0].delivery.id}"
             )
-            lane = self._slow_after if group[0].subscription.endpoint in self._suspects else 0.0
+            lane = 0.0 if group[0].subscription.endpoint in self._answering else self._slow_after
             self._inflight[task] = time.monotonic() - lane
             task.add_done_callback(self._task_done)
         if len(jobs) == free:
@@ -263,11 +264,11 @@ class Dispatcher:
         self._inflight.pop(task, None)
         self._wake.set()
 
-    def _suspect_or_clear(self, endpoint: str, result: SendResult) -> None:
-        if result.kind is ResultKind.RETRYABLE and result.status is None:
-            self._suspects.add(endpoint)
-        elif result.status is not None:
-            self._suspects.discard(endpoint)
+    def _note_answer(self, endpoint: str, result: SendResult) -> None:
+        if result.status is not None:
+            self._answering.add(endpoint)
+        elif result.kind is ResultKind.RETRYABLE:
+            self._answering.discard(endpoint)
 
     def _busy(self, now: float) -> int:
         """Sends that hold a slot: those in flight for less than `slow_after`."""
@@ -309,7 +310,7 @@ class Dispatcher:
             log.exception("delivery_error")
             return
         self._completed.append(completions)
-        self._suspect_or_clear(first.subscription.endpoint, result)
+        self._note_answer(first.subscription.endpoint, result)
         self._metrics.delivery(
             result=completions[0].outcome.kind.value,
             status=attempts[0].status_code,
