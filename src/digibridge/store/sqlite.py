@@ -71,11 +71,12 @@ T = TypeVar("T")
 
 _BUSY_TIMEOUT_MS = 5000
 
-_DELIVERY_COLUMNS = (
-    "d.id, d.subscription_id, d.event_id, d.status, d.attempts, d.next_attempt_at, "
-    "d.created_at, d.updated_at, d.last_error, d.last_status_code, d.schedule_start, "
-    "d.schedule_offset"
+_DELIVERY_FIELDS = (
+    "id, subscription_id, event_id, status, attempts, next_attempt_at, created_at, updated_at,"
+    " last_error, last_status_code, schedule_start, schedule_offset"
 )
+#: The same, of the deliveries table named `d`.
+_DELIVERY_COLUMNS = ", ".join(f"d.{field.strip()}" for field in _DELIVERY_FIELDS.split(","))
 
 #: Tables joined by the claim queries: the delivery `d`, its subscription `s`, event `e`, and the
 #: circuit `c` of the subscription's endpoint.
@@ -715,23 +716,40 @@ class SqliteStore:
     def _lease(
         self, c: sqlite3.Connection, ids: list[str], owner: str, until: str
     ) -> list[DeliveryJob]:
+        """Lease `ids` (in that order) in one statement, and read their events in another: per
+        delivery, four statements cost a claim more than its query."""
+        if not ids:
+            return []
+        chosen = json.dumps(ids)
+        leased = {
+            row["id"]: row
+            for row in c.execute(
+                "UPDATE deliveries SET lease_owner = ?, lease_until = ?"  # noqa: S608 - constants
+                " WHERE id IN (SELECT value FROM json_each(?))"
+                f" RETURNING {_DELIVERY_FIELDS}",
+                (owner, until, chosen),
+            )
+        }
+        events = {
+            row["id"]: _event(row)
+            for row in c.execute(
+                "SELECT * FROM events WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted({row["event_id"] for row in leased.values()})),),
+            )
+        }
+        subscriptions: dict[str, Subscription] = {}
         jobs: list[DeliveryJob] = []
         lease_until = _dt(until)
         for delivery_id in ids:
-            c.execute(
-                "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                (owner, until, delivery_id),
-            )
-            row = c.execute(
-                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d WHERE d.id = ?",  # noqa: S608
-                (delivery_id,),
-            ).fetchone()
-            event_row = c.execute("SELECT * FROM events WHERE id = ?", (row["event_id"],))
+            row = leased[delivery_id]
+            subscription_id = row["subscription_id"]
+            if subscription_id not in subscriptions:
+                subscriptions[subscription_id] = self._subscription_of(c, subscription_id)
             jobs.append(
                 DeliveryJob(
                     delivery=_delivery(row),
-                    subscription=self._subscription_of(c, row["subscription_id"]),
-                    event=_event(event_row.fetchone()),
+                    subscription=subscriptions[subscription_id],
+                    event=events[row["event_id"]],
                     lease_until=lease_until,
                     lease_owner=owner,
                 )
@@ -794,12 +812,24 @@ class SqliteStore:
         health: EndpointHealth | None,
         c: sqlite3.Connection,
     ) -> None:
+        status, next_at, error = _apply(outcome, attempt)
         held = c.execute(
-            "SELECT 1 FROM deliveries WHERE id = ? AND status = 'pending'"
+            "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
+            " lease_owner = NULL, lease_until = NULL, updated_at = ?, last_error = ?,"
+            " last_status_code = ? WHERE id = ? AND status = 'pending'"
             " AND lease_owner = ? AND lease_until = ?",
-            (job.delivery.id, job.lease_owner, _ts(job.lease_until)),
-        ).fetchone()
-        if held is None:
+            (
+                status,
+                next_at,
+                _ts(self._clock.now()),
+                error,
+                attempt.status_code,
+                job.delivery.id,
+                job.lease_owner,
+                _ts(job.lease_until),
+            ),
+        ).rowcount
+        if not held:
             return  # the lease expired and someone else took the delivery over
         c.execute(
             "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code,"
@@ -812,20 +842,6 @@ class SqliteStore:
                 attempt.status_code,
                 attempt.error,
                 attempt.response_excerpt,
-            ),
-        )
-        status, next_at, error = _apply(outcome, attempt)
-        c.execute(
-            "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
-            " lease_owner = NULL, lease_until = NULL, updated_at = ?, last_error = ?,"
-            " last_status_code = ? WHERE id = ?",
-            (
-                status,
-                next_at,
-                _ts(self._clock.now()),
-                error,
-                attempt.status_code,
-                job.delivery.id,
             ),
         )
         now = self._clock.now()
