@@ -327,7 +327,7 @@ def install_middleware(
     app.add_middleware(
         InboundSoap,
         path=WUS_PATH,
-        endpoint=lambda: endpoint,
+        endpoint=endpoint,
         api_version=API_VERSION,
         identify=identify,
     )

@@ -81,7 +81,7 @@ class InboundSoap:
         app: ASGIApp,
         *,
         path: str,
-        endpoint: Callable[[], DigileveringEndpoint],
+        endpoint: DigileveringEndpoint,
         api_version: str,
         identify: Callable[[Scope], PeerIdentity] | None = None,
     ) -> None:
@@ -96,7 +96,7 @@ class InboundSoap:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        endpoint = self._endpoint()
+        endpoint = self._endpoint
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             headers.setdefault(name, value)
