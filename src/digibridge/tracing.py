@@ -185,6 +185,17 @@ def of_body(body: bytes) -> TraceContext | None:
     )
 
 
+def of_request(scope: Scope) -> TraceContext | None:
+    """The trace an HTTP request's `traceparent` and `tracestate` headers carry, if valid."""
+    traceparent = tracestate = None
+    for name, value in scope["headers"]:
+        if name == b"traceparent":
+            traceparent = value.decode("latin-1")
+        elif name == b"tracestate":
+            tracestate = value.decode("latin-1")
+    return parse(traceparent, tracestate)
+
+
 class TraceMiddleware:
     """Reads `traceparent`/`tracestate` of every HTTP request into `current()`, and binds its
     `trace_id` to the log context for the request's log lines."""
@@ -196,13 +207,7 @@ class TraceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        traceparent = tracestate = None
-        for name, value in scope["headers"]:
-            if name == b"traceparent":
-                traceparent = value.decode("latin-1")
-            elif name == b"tracestate":
-                tracestate = value.decode("latin-1")
-        trace = parse(traceparent, tracestate)
+        trace = of_request(scope)
         if trace is None:
             await self.app(scope, receive, send)
             return

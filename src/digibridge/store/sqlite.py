@@ -734,7 +734,7 @@ class SqliteStore:
             row["id"]: _event(row)
             for row in c.execute(
                 "SELECT * FROM events WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(sorted({row["event_id"] for row in leased.values()})),),
+                (json.dumps([row["event_id"] for row in leased.values()]),),
             )
         }
         subscriptions: dict[str, Subscription] = {}

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 
 import structlog
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from digibridge.tracing import parse as parse_trace
+from digibridge.tracing import of_request
 from digibridge.wus.digilevering import schema_document, wsdl_document
 from digibridge.wus.envelope import version_from_content_type
 from digibridge.wus.faults import DkCode, SoapFault
@@ -32,10 +32,6 @@ class BodyTooLarge(Exception):
     """The request body passed the configured cap while it was being read."""
 
 
-class ClientGone(Exception):
-    """The client disconnected before its request body was complete."""
-
-
 async def read_capped(receive: Receive, declared: bytes | None, limit: int) -> bytes:
     """The request body, refusing (without reading it all) anything over `limit` bytes;
     `declared` is its Content-Length header, if any."""
@@ -46,7 +42,7 @@ async def read_capped(receive: Receive, declared: bytes | None, limit: int) -> b
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientGone
+            raise ClientDisconnect
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -117,16 +113,14 @@ class InboundSoap:
             # The rest of the body is not read: the connection cannot carry another request.
             await send_answer(send, answer, self._api_version, close=True)
             return
-        except ClientGone:
+        except ClientDisconnect:
             return  # nobody to answer; nothing was accepted
         answer = await endpoint.handle(
             data,
             content_type=content_type,
             soap_action=_text(headers.get(b"soapaction")),
             peer=self._identify(scope) if self._identify else NO_PEER,
-            trace=parse_trace(
-                _text(headers.get(b"traceparent")), _text(headers.get(b"tracestate"))
-            ),
+            trace=of_request(scope),
             started=started,
         )
         await send_answer(send, answer, self._api_version)
