@@ -141,21 +141,18 @@ def receiver(ports: list[int], *, record: bool = False) -> Iterator[None]:
 
 
 async def alternate(
-    first: Callable[[], Awaitable[float]],
-    second: Callable[[], Awaitable[float]],
-    rounds: int = ROUNDS,
-) -> list[tuple[float, float]]:
-    """`rounds` rounds of both measurements, alternating which goes first, so a busy machine
-    slows both alike instead of whichever ran second."""
-    results: list[tuple[float, float]] = []
+    *measurements: Callable[[], Awaitable[float]], rounds: int = ROUNDS
+) -> list[tuple[float, ...]]:
+    """`rounds` rounds of every measurement, each round starting one further along, so a busy
+    machine slows them alike instead of whichever ran last. Each round's results come in the
+    order the measurements were given."""
+    results: list[tuple[float, ...]] = []
     for number in range(rounds):
-        if number % 2 == 0:
-            a = await first()
-            b = await second()
-        else:
-            b = await second()
-            a = await first()
-        results.append((a, b))
+        start = number % len(measurements)
+        measured: dict[int, float] = {}
+        for index in [*range(start, len(measurements)), *range(start)]:
+            measured[index] = await measurements[index]()
+        results.append(tuple(measured[index] for index in range(len(measurements))))
     return results
 
 

@@ -4,7 +4,8 @@
 (`bench/_receiver.py --record`, its own process).
 
 1. Throughput: `count` BRP moves sent as fast as `CONCURRENCY` allows; events/s from the first
-   request to the last webhook received. Baseline, in alternating rounds: a bare bridge
+   request to the last webhook received, for one gateway process and for
+   `serve --workers WORKERS`. Baseline, in alternating rounds: a bare bridge
    (`bench/_bare.py bridge`: lxml parse, POST the body on to the same receiver, answer 204 -
    no validation, mapping, store or retries). Target: >= 2,000 events/s (absolute).
 2. Latency: an open-loop load of `RATE` messages/s for `seconds`; per event, the time from the
@@ -37,6 +38,7 @@ from bench._common import (
     scaled,
 )
 from bench._load import TIME_LIMIT, paced, post_all, requests
+from bench.ingest import WORKERS
 
 CONCURRENCY = 16
 RATE = 200.0
@@ -110,13 +112,16 @@ async def run(
         receiver([sink_port], record=True),
         helper_process(["bench._bare", "bridge", str(bare_port), sink], [bare_port]),
     ):
-        gateway = GatewayProcess(Path(folder)).start()
+        gateway = GatewayProcess(Path(folder) / "one").start()
+        workers = GatewayProcess(Path(folder) / "workers", workers=WORKERS).start()
         try:
-            subscribe(gateway, sink)
-            await through(gateway.wus_url, stats_url, max(20, count // 10))  # warm-up
+            for target in (gateway, workers):
+                subscribe(target, sink)
+                await through(target.wus_url, stats_url, max(20, count // 10))  # warm-up
             await through(bare_url, stats_url, max(20, count // 10))
             rounds = await alternate(
                 lambda: through(gateway.wus_url, stats_url, count),
+                lambda: through(workers.wus_url, stats_url, count),
                 lambda: through(bare_url, stats_url, count),
             )
             batch = requests(int(RATE * seconds))
@@ -124,17 +129,33 @@ async def run(
             arrived = await wait_for(stats_url, set(sent))
         finally:
             gateway.stop()
+            workers.stop()
     latencies = [(arrived[event_id] - sent[event_id]) * 1000 for event_id in sent]
     return [
         Figure(
             name="e2e_throughput",
             unit="events/s",
-            value=median([ours for ours, _ in rounds]),
-            baseline=median([bare for _, bare in rounds]),
+            value=median([one for one, _, _ in rounds]),
+            baseline=median([bare for _, _, bare in rounds]),
             baseline_name="bare bridge: lxml parse, POST on, 204 (no store)",
             target=THROUGHPUT_TARGET,
             target_of="value",
             details={"events_per_round": count, "concurrency": CONCURRENCY},
+        ),
+        Figure(
+            name="e2e_workers_throughput",
+            unit="events/s",
+            value=median([many for _, many, _ in rounds]),
+            baseline=median([bare for _, _, bare in rounds]),
+            baseline_name="bare bridge: lxml parse, POST on, 204 (no store)",
+            target=THROUGHPUT_TARGET,
+            target_of="value",
+            details={
+                "workers": WORKERS,
+                "events_per_round": count,
+                "concurrency": CONCURRENCY,
+                "against_one_process": median([many / one for one, many, _ in rounds]),
+            },
         ),
         Figure(
             name="e2e_latency_p99",

@@ -13,10 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FIGURES = {
     "mapping",
     "ingest",
+    "ingest_workers",
     "delivery",
     "isolation_one_of_ten_dead",
     "fan_out_100",
     "e2e_throughput",
+    "e2e_workers_throughput",
     "e2e_latency_p99",
     "payload_1kb",
     "payload_10kb",

@@ -172,6 +172,19 @@ def test_serve_refuses_bad_configuration_with_exit_2() -> None:
     assert "store_url" in result.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "65", "two", "1.5", ""])
+def test_serve_refuses_a_bad_number_of_workers(value: str, tmp_path: Path) -> None:
+    flag = digibridge("serve", "--workers", value)
+    assert flag.returncode == 2
+    assert "--workers" in flag.stderr
+    variable = digibridge(
+        "serve",
+        env={"DIGIBRIDGE_WORKERS": value, "DIGIBRIDGE_STORE_URL": f"sqlite:///{tmp_path}/d.db"},
+    )
+    assert variable.returncode == 2
+    assert "workers (DIGIBRIDGE_WORKERS in the environment)" in variable.stderr
+
+
 def test_serve_refuses_a_missing_config_file(tmp_path: Path) -> None:
     result = digibridge("serve", "--config", str(tmp_path / "nope.toml"))
     assert result.returncode == 2

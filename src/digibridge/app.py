@@ -68,9 +68,12 @@ API_VERSION = "1.0.0"
 WUS_PATH = "/wus/digilevering"
 
 
-def open_store(settings: Settings, clock: Clock) -> SqliteStore | PostgresStore:
-    """The store `store_url` names (not opened yet): a SQLite file, or a PostgreSQL database
-    shared with other instances."""
+def open_store(
+    settings: Settings, clock: Clock, *, worker: bool = False
+) -> SqliteStore | PostgresStore:
+    """The store `store_url` names (not opened yet): a SQLite file (shared with the other
+    workers of `serve --workers` when `worker`), or a PostgreSQL database shared with other
+    instances."""
     path = settings.sqlite_path
     if path is None:
         return PostgresStore(
@@ -79,7 +82,7 @@ def open_store(settings: Settings, clock: Clock) -> SqliteStore | PostgresStore:
             pool_size=settings.store_pool_size,
             connect_timeout=settings.store_connect_timeout,
         )
-    return SqliteStore(path, clock=clock)
+    return SqliteStore(path, clock=clock, shared=worker)
 
 
 def load_mappings(settings: Settings) -> MappingSet:
@@ -185,13 +188,21 @@ async def _reload_quietly(runtime: Runtime) -> None:
         await runtime.reload_mappings(trigger="SIGHUP")
 
 
-async def prepare_store(store: Store, settings: Settings, runtime: Runtime) -> None:
+def owns_store(settings: Settings, *, worker: bool) -> bool:
+    """Whether this process has the store to itself, so that every lease in it is a dead
+    process's: a SQLite file, not shared with other workers (their parent released the dead
+    leases before it started them)."""
+    return settings.sqlite_path is not None and not worker
+
+
+async def prepare_store(store: Store, runtime: Runtime, *, owned: bool) -> None:
     """After the store opened: work other instances commit wakes this one (PostgreSQL's
-    LISTEN/NOTIFY; polling stays the fallback); and deliveries leased by a process that was
-    killed go back to the queue. Only a SQLite file is this process's alone: on a shared
-    database the leases of live instances must stand (a dead one's expire by themselves)."""
+    LISTEN/NOTIFY, a shared SQLite file's data version; polling stays the fallback); and, in a
+    store this process `owned` alone, deliveries leased by a process that was killed go back
+    to the queue. On a shared store the leases of live instances must stand (a dead one's
+    expire by themselves)."""
     store.on_wake(runtime.events_stored)
-    if settings.sqlite_path is None:
+    if not owned:
         return
     released = await store.release_leases()
     if released:
@@ -221,11 +232,12 @@ def make_dispatcher(
     )
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
-    """The gateway as an ASGI app; nothing is opened until the lifespan starts."""
+def create_app(settings: Settings, *, clock: Clock | None = None, worker: bool = False) -> FastAPI:
+    """The gateway as an ASGI app; nothing is opened until the lifespan starts. `worker`: one
+    of the processes of `serve --workers`, sharing the store with the others."""
     clock = clock or SystemClock()
     metrics, spans = Metrics(), spans_for(settings)
-    store = timed(open_store(settings, clock), metrics)
+    store = timed(open_store(settings, clock, worker=worker), metrics)
     mappings = load_mappings(settings)
     dispatcher = make_dispatcher(settings, store, clock, metrics, spans)
     janitor = Janitor(
@@ -258,9 +270,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
-        await prepare_store(store, settings, runtime)
+        await prepare_store(store, runtime, owned=owns_store(settings, worker=worker))
         task = asyncio.create_task(dispatcher.run(), name="digibridge-dispatcher")
-        await dmks.start(store, release_leases=settings.sqlite_path is not None)
+        await dmks.start(store, release_leases=owns_store(settings, worker=worker))
         cleanup = asyncio.create_task(janitor.run(), name="digibridge-cleanup")
         loop = asyncio.get_running_loop()
         reloads: set[asyncio.Task[object]] = set()

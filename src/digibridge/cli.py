@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -52,12 +49,24 @@ def main() -> None:
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8000).")
 @click.option("--mappings", type=click.Path(path_type=Path), help="Folder of mapping files.")
-def serve(config: Path | None, host: str | None, port: int | None, mappings: Path | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Gateway processes serving one socket (default 1; one process uses one core).",
+)
+def serve(
+    config: Path | None,
+    host: str | None,
+    port: int | None,
+    mappings: Path | None,
+    workers: int | None,
+) -> None:
     """Run the gateway: inbound SOAP endpoint, REST API and webhook delivery."""
-    from digibridge import serving  # noqa: PLC0415 - only the server command needs uvicorn
-    from digibridge.app import WUS_PATH, create_app, drain, preflight  # noqa: PLC0415
+    # Only the server command needs uvicorn.
+    from digibridge import serving, supervisor  # noqa: PLC0415
+    from digibridge.app import WUS_PATH, create_app, preflight  # noqa: PLC0415
 
-    settings = _settings(config, host=host, port=port, mappings=mappings)
+    settings = _settings(config, host=host, port=port, mappings=mappings, workers=workers)
     configure_logging(settings.log_format, settings.log_level)
     try:
         app = create_app(settings)
@@ -73,6 +82,8 @@ def serve(config: Path | None, host: str | None, port: int | None, mappings: Pat
     click.echo(f"  REST API:            {base}/v1/subscriptions  (OpenAPI: {base}/v1/openapi.json)")
     click.echo(f"  store:               {mask_url(settings.store_url)}")
     click.echo(f"  mappings:            {settings.mappings}")
+    if settings.workers > 1:
+        click.echo(f"  workers:             {settings.workers} processes")
     for line in wus_security.summary():
         click.echo(f"  WUS security:        {line}")
     if not settings.api_access_configured:
@@ -81,25 +92,13 @@ def serve(config: Path | None, host: str | None, port: int | None, mappings: Pat
             "the REST API answers loopback only"
         )
     sys.stdout.flush()
-    # uvicorn drains on SIGTERM, then raises the signal again for the handler it found: this
-    # one, so a drained stop exits 0 (a stop before the server runs has nothing to drain).
-    signal.signal(signal.SIGTERM, _exit_drained)
-    serving.run(
-        app,
-        # Not ready, event streams ended, no new deliveries claimed: before the listener closes.
-        on_stopping=drain(app),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
-        **wus_security.uvicorn_options(),
-    )
-
-
-def _exit_drained(signum: int, frame: FrameType | None) -> None:
-    sys.exit(0)
+    if settings.workers == 1:
+        serving.serve_app(app, settings)
+    else:
+        try:
+            supervisor.run(settings)
+        except DigibridgeError as exc:
+            _fail(str(exc))
 
 
 @main.command("map")

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     otel_service_name: str = Field(default="digibridge", min_length=1)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    #: Gateway processes serving one socket (`serve --workers`): one process uses one core
+    #: (docs/scaling.md).
+    workers: int = Field(default=1, ge=1, le=64)
     #: Base URL consumers use to reach this gateway (dataschema links, WSDL address).
     public_url: str | None = None
     #: `WebHook-Request-Origin` of the validation handshake and of every delivery: the DNS name

@@ -53,8 +53,11 @@ def redact_personal_data(
     return event_dict
 
 
-def configure_logging(log_format: str | None, level: str = "info") -> None:
-    """Route structlog (and stdlib logging) to stderr as JSON lines or console text."""
+def configure_logging(
+    log_format: str | None, level: str = "info", *, worker: int | None = None
+) -> None:
+    """Route structlog (and stdlib logging) to stderr as JSON lines or console text; every
+    line of a `serve --workers` worker names it (`worker`: its pid)."""
     use_json = log_format == "json" or (log_format is None and not sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
@@ -66,11 +69,27 @@ def configure_logging(log_format: str | None, level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            *([] if worker is None else [_Worker(worker)]),
             redact_personal_data,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # One write per line (print() makes two), so the lines of `serve --workers` processes
+        # sharing one stderr do not run into each other.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=numeric_level, stream=sys.stderr, format="%(name)s %(message)s")
+
+
+class _Worker:
+    """Adds `worker` (the process id) to every line."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        event_dict["worker"] = self._pid
+        return event_dict

@@ -5,23 +5,30 @@ collide. Labels are bounded: never an id (message, event, delivery, subscription
 come from outside (a registry code, an event type) are capped at `MAX_LABEL_VALUES` distinct
 values, the rest counted as `other`. Queue depth, dead letters and circuit states are read from
 the store when scraped, so they are right for every instance sharing it.
+
+The workers of `serve --workers` keep their metrics in files (prometheus_client's multiprocess
+mode: their parent sets `PROMETHEUS_MULTIPROC_DIR` before it starts them), and `/metrics` on any
+worker adds up all of them, so a scrape sees the gateway, not whichever worker answered.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
 
 from digibridge import __version__
 from digibridge.store.types import CircuitState, QueueStats, Store
 
+#: Where the workers of `serve --workers` keep their metrics (prometheus_client reads it).
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 #: Distinct values one outside-controlled label may take before the rest count as `other`.
 MAX_LABEL_VALUES = 64
 OTHER = "other"
@@ -81,14 +88,26 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        #: Set in the workers of `serve --workers` (see the module's docstring).
+        self._shared_dir = os.environ.get(MULTIPROCESS_DIR)
         r = self.registry
         self._registry_label = BoundedLabel()
         self._type_label = BoundedLabel()
-        Gauge("digibridge_build_info", "Version of this gateway.", ["version"], registry=r).labels(
-            __version__
-        ).set(1)
+        # How the workers' values of a gauge combine: the store's figures are read afresh by
+        # whichever worker is scraped (the most recent is right), readiness is the least of the
+        # live workers'.
+        Gauge(
+            "digibridge_build_info",
+            "Version of this gateway.",
+            ["version"],
+            registry=r,
+            multiprocess_mode="max",
+        ).labels(__version__).set(1)
         self.ready = Gauge(
-            "digibridge_ready", "1 while ready, 0 while starting or draining.", registry=r
+            "digibridge_ready",
+            "1 while ready, 0 while starting or draining.",
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.inbound = Counter(
             "digibridge_inbound_messages",
@@ -128,20 +147,26 @@ class Metrics:
             "Deliveries waiting (pending) and of those being sent (in_flight).",
             ["state"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.oldest_pending = Gauge(
             "digibridge_delivery_oldest_pending_age_seconds",
             "Age of the oldest pending delivery (0 when none).",
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.dead_letters = Gauge(
-            "digibridge_dead_letters", "Deliveries given up on, kept until handled.", registry=r
+            "digibridge_dead_letters",
+            "Deliveries given up on, kept until handled.",
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.circuits = Gauge(
             "digibridge_circuits",
             "Webhook endpoints by circuit breaker state.",
             ["state"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.terugmeldingen = Counter(
             "digibridge_terugmeldingen",
@@ -202,7 +227,11 @@ class Metrics:
         """The exposition and its content type, in the format `accept` asks for: the Prometheus
         text format 0.0.4 by default, OpenMetrics when asked."""
         encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        if self._shared_dir is None:
+            return encoder(self.registry), content_type
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker, self._shared_dir)  # type: ignore[no-untyped-call]
+        return encoder(every_worker), content_type
 
 
 class TimedStore:

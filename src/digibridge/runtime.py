@@ -6,6 +6,7 @@ Built by `app.py` at start-up; the HTTP layers read it from `app.state.runtime`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,8 @@ class Runtime:
     feed: FeedSignal = field(init=False)
     #: False until migrations ran and mappings loaded; False again while draining.
     ready: bool = field(default=False)
+    #: A worker of `serve --workers`: asks the others to reload too (its parent's SIGHUP).
+    reload_siblings: Callable[[], None] | None = None
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -108,4 +111,7 @@ class Runtime:
                 files=[path.name for path in mappings.files],
                 event_types=len(mappings.event_types),
             )
+            if trigger == "api" and self.reload_siblings is not None:
+                # Their reload comes as SIGHUP (this worker's too: the same files, no harm).
+                self.reload_siblings()
             return mappings

@@ -40,10 +40,12 @@ BRK = "brk-eigendomsoverdracht.xml"
 ACK_NS = "urn:nld:digibridge:wus:1"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[1, 2], ids=["one-process", "two-workers"])
 def tls_gateway(
-    pki: LocalPki, tmp_path_factory: pytest.TempPathFactory
+    pki: LocalPki, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[GatewayProcess]:
+    """The gateway terminating mutual TLS, as one process and as `serve --workers 2` (each
+    worker with the same TLS context and client-certificate identification)."""
     registries = {
         "BRP": {"oins": [BRP_OIN], "ws_security": "optional"},
         "NHR": {"oins": [NHR_OIN], "ws_security": "required"},
@@ -56,7 +58,9 @@ def tls_gateway(
         "DIGIBRIDGE_TLS_TRUSTED_CAS": str(pki.ca_bundle),
         "DIGIBRIDGE_REGISTRIES": json.dumps(registries),
     }
-    process = GatewayProcess(tmp_path_factory.mktemp("tls-gateway"), env, tls=pki.client_tls())
+    process = GatewayProcess(
+        tmp_path_factory.mktemp("tls-gateway"), env, tls=pki.client_tls(), workers=request.param
+    )
     process.start()
     yield process
     process.stop()

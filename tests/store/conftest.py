@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from digibridge.store import _file_locks
 from digibridge.store.postgres import PostgresStore
 from digibridge.store.sqlite import SqliteStore
 from digibridge.store.types import Store
@@ -42,7 +43,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-shared", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -55,6 +56,17 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def owned_sqlite(tmp_path: Path) -> Iterator[Path]:
+    """A SQLite file owned by another, as a worker of `serve --workers` finds it (its parent
+    holds the lock)."""
+    path = tmp_path / "data" / "digibridge.db"
+    path.parent.mkdir(parents=True)
+    owner = _file_locks.own(path)
+    yield path
+    _file_locks.disown(owner)
+
+
+@pytest.fixture
 def make_store(
     backend: str, tmp_path: Path, clock: FakeClock, request: pytest.FixtureRequest
 ) -> Callable[[], Store]:
@@ -62,6 +74,9 @@ def make_store(
     if backend == "sqlite":
         path = tmp_path / "data" / "digibridge.db"
         return lambda: SqliteStore(path, clock=clock)
+    if backend == "sqlite-shared":
+        owned: Path = request.getfixturevalue("owned_sqlite")
+        return lambda: SqliteStore(owned, clock=clock, shared=True)
     if backend == "postgres":
         url: str = request.getfixturevalue("postgres_url")
         return lambda: PostgresStore(url, clock=clock, pool_size=4)

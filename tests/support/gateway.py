@@ -16,10 +16,16 @@ from tests.support.net import free_port, wait_until
 
 class GatewayProcess:
     """`tls`: the gateway terminates TLS (configured through `env`); the context is how the
-    readiness probe (and tests) trust its certificate."""
+    readiness probe (and tests) trust its certificate. `workers`: `serve --workers`; ready once
+    every worker has started."""
 
     def __init__(
-        self, data_dir: Path, env: dict[str, str] | None = None, tls: ssl.SSLContext | None = None
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        *,
+        workers: int = 1,
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -32,12 +38,15 @@ class GatewayProcess:
             "DIGIBRIDGE_STORE_URL": f"sqlite:///{data_dir / 'digibridge.db'}",
             "DIGIBRIDGE_RETRY_SCHEDULE": "0,0.2,0.4,0.8",
             "DIGIBRIDGE_LOG_FORMAT": "json",
+            "DIGIBRIDGE_WORKERS": str(workers),
             **(env or {}),
         }
+        self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 30.0) -> GatewayProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._started_before = self._log_count('"gateway_started"')
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "digibridge", "serve", "--port", str(self.port)],
@@ -55,11 +64,19 @@ class GatewayProcess:
             raise AssertionError(
                 f"gateway exited with {self.process.returncode}:\n{self.log_path.read_text()}"
             )
+        started = self._log_count('"gateway_started"') - self._started_before
+        if self.workers > 1 and started < self.workers:
+            return False
         try:
             readyz = httpx.get(f"{self.url}/readyz", timeout=1, verify=self.tls or True)
             return readyz.status_code == 200
         except httpx.TransportError:
             return False
+
+    def _log_count(self, text: str) -> int:
+        if not self.log_path.exists():
+            return 0
+        return self.log_path.read_text(errors="replace").count(text)
 
     def kill(self) -> None:
         """SIGKILL: no chance to flush or clean up, as in a crash."""

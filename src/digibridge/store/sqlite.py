@@ -5,6 +5,10 @@ lives on a single-worker executor and every `Store` method is one job (one trans
 An exclusive `flock` on `<db>.lock` makes the file one process's, which is what makes
 `release_leases()` at start-up safe: no other live process can hold a lease.
 
+The workers of `serve --workers N` share the file their parent owns (`shared=True`): each takes
+`<db>.write-lock` around its write transactions and notices the others' commits through
+`PRAGMA data_version` (`_file_locks.py`).
+
 Deleting a subscription deletes all its deliveries and their attempts (pending, succeeded and
 dead alike): the delivery log is read per subscription, so orphaned rows would be unreachable.
 """
@@ -14,9 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import json
-import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from digibridge.clock import Clock, SystemClock
+from digibridge.store import _file_locks
 from digibridge.store import _sqlite_terugmeldingen as _tm
 from digibridge.store._circuit import failing_too_long, new_circuit, record
 from digibridge.store._codec import options_json, settings_from
@@ -70,6 +73,8 @@ from digibridge.store.types import (
 T = TypeVar("T")
 
 _BUSY_TIMEOUT_MS = 5000
+#: How a write transaction begins: with the write lock of the file at once.
+_BEGIN_WRITE = "BEGIN IMMEDIATE"
 
 _DELIVERY_FIELDS = (
     "id, subscription_id, event_id, status, attempts, next_attempt_at, created_at, updated_at,"
@@ -120,6 +125,9 @@ _DUE = (
     " AND s.endpoint NOT IN (SELECT value FROM json_each(:full))"
     " ORDER BY d.next_attempt_at, d.rowid"
 )
+#: Whether any delivery may be due (an index seek): a claim with nothing due and nothing to
+#: record then needs no write transaction, which would wait for (and hold) the write lock.
+_ANY_DUE = "SELECT 1 FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1"
 #: Bound on the parsed subscriptions a store keeps (see `_subscription_of`).
 _PARSED_SUBSCRIPTIONS = 1024
 #: A claim looks at most this many due deliveries (per delivery it may take) past held-back ones.
@@ -189,6 +197,8 @@ def _dt_or_none(text: str | None) -> datetime | None:
 
 #: Ingests committed together at most (a bound on one transaction's size and time).
 _GROUP_COMMIT_MAX = 256
+#: Seconds between looks at whether another worker sharing the file committed.
+_WAKE_POLL = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,14 +210,20 @@ class _WaitingIngest:
 
 
 class SqliteStore:
-    """`Store` on a SQLite file (WAL, `synchronous=FULL`, foreign keys on)."""
+    """`Store` on a SQLite file (WAL, `synchronous=FULL`, foreign keys on).
 
-    def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
+    `shared`: one of the workers of `serve --workers`, whose parent owns the file; opening
+    fails when no live process owns it."""
+
+    def __init__(self, path: Path, *, clock: Clock | None = None, shared: bool = False) -> None:
         self.path = Path(path)
         self._clock: Clock = clock or SystemClock()
+        self._shared = shared
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
+        self._write_lock: _file_locks.WriteLock | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._synchronous = "FULL"
         #: Parsed subscriptions by id, with the row they were parsed from (store thread only).
         self._parsed: dict[str, tuple[tuple[Any, ...], Subscription]] = {}
@@ -219,7 +235,8 @@ class SqliteStore:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Lock the file for this process, connect, and apply pending migrations."""
+        """Lock the file for this process (or, shared, check that its owner lives), connect,
+        and apply pending migrations."""
         if self._executor is not None:
             raise StoreError(f"{self.path} is already open")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digibridge-sqlite")
@@ -235,7 +252,15 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreError(f"cannot create the folder of {self.path}: {error}") from error
-        self._lock_fd = _lock(self.path)
+        if self._shared:
+            if not _file_locks.is_owned(self.path):
+                raise StoreError(
+                    f"{self.path}: no process owns the file; it is shared only among the"
+                    " workers of `digibridge serve --workers`"
+                )
+            self._write_lock = _file_locks.WriteLock(self.path)
+        else:
+            self._lock_fd = _file_locks.own(self.path)
         try:
             connection = sqlite3.connect(
                 self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000
@@ -245,18 +270,34 @@ class SqliteStore:
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            apply_sqlite(connection, self._clock.now())
+            with self._writing():
+                apply_sqlite(connection, self._clock.now())
         except sqlite3.Error as error:
-            _unlock(self._lock_fd)
-            self._lock_fd = None
+            self._release_locks()
             raise StoreError(f"cannot open {self.path}: {error}") from error
         except BaseException:
-            _unlock(self._lock_fd)
-            self._lock_fd = None
+            self._release_locks()
             raise
         self._connection = connection
 
+    def _release_locks(self) -> None:
+        if self._lock_fd is not None:
+            _file_locks.disown(self._lock_fd)
+            self._lock_fd = None
+        if self._write_lock is not None:
+            self._write_lock.close()
+            self._write_lock = None
+
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        """A write's turn: the write lock when shared (nothing to wait for otherwise)."""
+        return contextlib.nullcontext() if self._write_lock is None else self._write_lock.held()
+
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self._executor is None:
             return
         try:
@@ -269,9 +310,7 @@ class SqliteStore:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-        if self._lock_fd is not None:
-            _unlock(self._lock_fd)
-            self._lock_fd = None
+        self._release_locks()
 
     async def ping(self) -> bool:
         try:
@@ -280,7 +319,36 @@ class SqliteStore:
             return False
 
     def on_wake(self, callback: Callable[[], None]) -> None:
-        """Never called: the file is this process's alone, and its own writers wake it."""
+        """Shared: called when another worker has committed, seen by polling
+        `PRAGMA data_version` (which changes only for other connections' commits) every
+        `_WAKE_POLL` seconds. A file this process owns alone never needs it: its own writers
+        wake it."""
+        if self._shared and self._watch is None:
+            self._watch = asyncio.create_task(
+                self._watch_others(callback), name="digibridge-sqlite-watch"
+            )
+
+    async def _watch_others(self, callback: Callable[[], None]) -> None:
+        seen: int | None = None
+        while True:
+            version: int | None
+            try:
+                version = await self._run(self._data_version)
+            except StoreError:
+                version = seen  # closing, or the file unreadable for a moment: look again
+            if seen is not None and version != seen:
+                callback()
+            seen = version
+            await asyncio.sleep(_WAKE_POLL)
+
+    def _data_version(self) -> int:
+        connection = self._connection
+        if connection is None:
+            raise StoreError(f"{self.path} is not open")
+        try:
+            return int(connection.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error as error:
+            raise StoreError(f"{self.path}: {error}") from error
 
     async def applied_migrations(self) -> list[int]:
         """The schema versions recorded in `schema_migrations` (for tests and diagnostics)."""
@@ -304,7 +372,7 @@ class SqliteStore:
         again (at-least-once holds). Ingest, the commit before an acknowledgement, is always
         durable."""
         synchronous = "FULL" if durable else "NORMAL"
-        return await self._run(partial(self._transaction, function, "BEGIN IMMEDIATE", synchronous))
+        return await self._run(partial(self._transaction, function, _BEGIN_WRITE, synchronous))
 
     async def _read(self, function: Callable[[sqlite3.Connection], T]) -> T:
         return await self._run(partial(self._transaction, function, "BEGIN"))
@@ -322,13 +390,14 @@ class SqliteStore:
             if synchronous is not None and synchronous != self._synchronous:
                 connection.execute(f"PRAGMA synchronous={synchronous}")
                 self._synchronous = synchronous
-            connection.execute(begin)
-            try:
-                result = function(connection)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+            with self._writing() if begin == _BEGIN_WRITE else contextlib.nullcontext():
+                connection.execute(begin)
+                try:
+                    result = function(connection)
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+                connection.execute("COMMIT")
         except sqlite3.Error as error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
@@ -666,6 +735,11 @@ class SqliteStore:
         completed: Sequence[Completion] = (),
     ) -> list[DeliveryJob]:
         at, until = _ts(now), _ts(lease_until)
+        if not completed and (
+            limit <= 0
+            or not await self._read(lambda c: bool(c.execute(_ANY_DUE, (at,)).fetchone()))
+        ):
+            return []
 
         def claim(c: sqlite3.Connection) -> list[DeliveryJob]:
             for done in completed:
@@ -1309,24 +1383,3 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         schedule_start=_dt_or_none(row["schedule_start"]),
         schedule_offset=row["schedule_offset"],
     )
-
-
-def _lock(path: Path) -> int:
-    """Take the process lock on `<db>.lock`, recording our pid in it; its descriptor."""
-    lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise StoreError(f"{path} is in use by another digibridge process (pid {holder})") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _unlock(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)

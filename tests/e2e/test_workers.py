@@ -1,0 +1,289 @@
+"""`digibridge serve --workers 2`: several gateway processes on one port and one SQLite file.
+
+Messages spread over the workers, every acknowledged event is delivered once, a killed worker
+is replaced without losing anything, a stop drains every worker, and a killed parent leaves no
+worker behind holding the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from digibridge.delivery.signing import generate_secret
+from tests.support.events import ack_event_ids
+from tests.support.gateway import GatewayProcess
+from tests.support.net import free_port, wait_until
+from tests.support.sinks import ScriptedSink
+from tests.support.soap import envelope, headers_for, sample, with_kenmerk
+
+pytestmark = pytest.mark.e2e
+
+
+def log_lines(gateway: GatewayProcess) -> list[dict[str, Any]]:
+    lines = []
+    for line in gateway.log().splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))  # one whole JSON object per line, never two
+    return lines
+
+
+def worker_pids(gateway: GatewayProcess) -> set[int]:
+    assert gateway.process is not None
+    children = Path(f"/proc/{gateway.process.pid}/task/{gateway.process.pid}/children")
+    pids = {int(pid) for pid in children.read_text().split()}
+    # The spawn machinery's resource tracker is a child too; workers log with their pid.
+    started = {line["worker"] for line in log_lines(gateway) if line["event"] == "gateway_started"}
+    return pids & started
+
+
+def send(gateway: GatewayProcess) -> list[str]:
+    """One new message on a new connection (so the kernel picks a worker for each); the
+    acknowledged event ids."""
+    document = with_kenmerk(sample("brp-verhuizing.xml"))
+    response = httpx.post(
+        gateway.wus_url,
+        content=envelope(document, to=gateway.wus_url),
+        headers=headers_for(document),
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return ack_event_ids(response.content)
+
+
+def subscribe(gateway: GatewayProcess, receiver: ScriptedSink) -> None:
+    response = httpx.post(
+        f"{gateway.url}/v1/subscriptions",
+        json={"sink": receiver.url(), "delivery": {"secret": generate_secret()}},
+    )
+    assert response.status_code == 201, response.text
+
+
+def delivered(receiver: ScriptedSink) -> Counter[str]:
+    return Counter(post.headers["webhook-id"] for post in receiver.posts())
+
+
+def metric(gateway: GatewayProcess, name: str, **labels: str) -> float:
+    """The sum of a metric's samples with `labels`, from `/metrics` on a new connection (any
+    worker may answer)."""
+    response = httpx.get(f"{gateway.url}/metrics", timeout=10)
+    assert response.status_code == 200
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def test_workers_share_the_messages_and_deliver_each_event_once(tmp_path: Path) -> None:
+    receiver = ScriptedSink()
+    receiver.start()
+    gateway = GatewayProcess(tmp_path, workers=2).start()
+    try:
+        subscribe(gateway, receiver)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            acknowledged = [i for ids in pool.map(lambda _: send(gateway), range(80)) for i in ids]
+        wait_until(
+            lambda: set(acknowledged) <= set(delivered(receiver)),
+            timeout=30,
+            what="every acknowledged event delivered",
+        )
+        # Whichever worker answers, /metrics counts what all of them did.
+        for _ in range(6):
+            accepted = "digibridge_inbound_messages_total"
+            assert metric(gateway, accepted, result="accepted") == 80
+            assert metric(gateway, "digibridge_events_total") == 80
+            assert metric(gateway, "digibridge_ready") == 1
+        wait_until(
+            lambda: metric(gateway, "digibridge_deliveries_total", result="succeeded") == 80,
+            timeout=10,
+            what="every delivery counted",
+        )
+        lines = log_lines(gateway)
+    finally:
+        assert gateway.stop() == 0
+        receiver.stop()
+
+    assert len(set(acknowledged)) == 80
+    assert set(delivered(receiver).values()) == {1}  # once each: leases hold across workers
+    accepted_by = Counter(line["worker"] for line in lines if line["event"] == "soap_accepted")
+    assert len(accepted_by) == 2, accepted_by  # both workers took messages
+    assert sum(accepted_by.values()) == 80
+
+
+def test_a_killed_worker_is_replaced_and_no_acknowledged_event_is_lost(tmp_path: Path) -> None:
+    receiver = ScriptedSink()
+    receiver.start()
+    gateway = GatewayProcess(tmp_path, workers=2).start()
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def keep_sending() -> None:
+        while not stop.is_set():
+            try:
+                acknowledged.extend(send(gateway))
+            except (httpx.TransportError, AssertionError):
+                continue  # cut off by the kill: not acknowledged, so not counted
+
+    try:
+        subscribe(gateway, receiver)
+        before = worker_pids(gateway)
+        assert len(before) == 2
+        senders = [threading.Thread(target=keep_sending) for _ in range(3)]
+        for sender in senders:
+            sender.start()
+        wait_until(lambda: len(acknowledged) >= 20, timeout=30, what="messages acknowledged")
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: len(worker_pids(gateway) - before) == 1,
+            timeout=30,
+            what="a new worker in the killed one's place",
+        )
+        count = len(acknowledged)
+        wait_until(lambda: len(acknowledged) >= count + 20, timeout=30, what="serving on")
+        stop.set()
+        for sender in senders:
+            sender.join(timeout=30)
+        wait_until(
+            lambda: set(acknowledged) <= set(delivered(receiver)),
+            timeout=60,
+            what="every acknowledged event delivered",
+        )
+        lines = log_lines(gateway)
+    finally:
+        stop.set()
+        gateway.stop()
+        receiver.stop()
+
+    assert victim not in worker_pids_of(lines, "gateway_stopped")
+    assert any(line["event"] == "worker_died" and line["pid"] == victim for line in lines)
+
+
+def worker_pids_of(lines: list[dict[str, Any]], event: str) -> set[int]:
+    return {line["worker"] for line in lines if line["event"] == event and "worker" in line}
+
+
+def test_a_reload_by_api_or_sighup_reloads_every_worker(tmp_path: Path) -> None:
+    gateway = GatewayProcess(tmp_path, workers=2).start()
+    try:
+        pids = worker_pids(gateway)
+        reloaded = httpx.post(f"{gateway.url}/v1/admin/reload", timeout=30)
+        assert reloaded.status_code == 200, reloaded.text
+        wait_until(
+            lambda: worker_pids_of(log_lines(gateway), "mappings_reloaded") == pids,
+            timeout=30,
+            what="both workers reloaded",
+        )
+        assert gateway.process is not None
+        gateway.process.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: (
+                Counter(
+                    line["worker"]
+                    for line in log_lines(gateway)
+                    if line["event"] == "mappings_reloaded" and line["trigger"] == "SIGHUP"
+                ).keys()
+                == pids
+                and all(
+                    count >= 2
+                    for count in Counter(
+                        line["worker"]
+                        for line in log_lines(gateway)
+                        if line["event"] == "mappings_reloaded"
+                    ).values()
+                )
+            ),
+            timeout=30,
+            what="both workers reloaded again on SIGHUP",
+        )
+        send(gateway)
+    finally:
+        assert gateway.stop() == 0
+
+
+def test_sigterm_drains_every_worker_and_exits_0(tmp_path: Path) -> None:
+    gateway = GatewayProcess(tmp_path, workers=2).start()
+    send(gateway)
+    pids = worker_pids(gateway)
+    assert len(pids) == 2
+
+    assert gateway.stop() == 0
+
+    lines = log_lines(gateway)
+    assert worker_pids_of(lines, "gateway_stopped") == pids
+    assert lines[-1]["event"] == "workers_stopped"
+    assert lines[-1]["failed"] is False
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.split(")")[1].split()[0] == "Z"
+
+
+def test_workers_stop_when_their_parent_is_killed_and_free_the_file(tmp_path: Path) -> None:
+    gateway = GatewayProcess(tmp_path, workers=2).start()
+    pids = worker_pids(gateway)
+    gateway.kill()  # SIGKILL: the parent has no chance to stop its workers
+
+    wait_until(
+        lambda: all(not Path(f"/proc/{pid}").exists() or _is_zombie(pid) for pid in pids),
+        timeout=30,
+        what="orphaned workers gone",
+    )
+    lines = log_lines(gateway)
+    assert worker_pids_of(lines, "worker_orphaned") == pids
+    assert worker_pids_of(lines, "gateway_stopped") == pids  # a drained stop, not a crash
+
+    again = GatewayProcess(tmp_path, workers=2).start()  # the file's lock went with them
+    try:
+        send(again)
+    finally:
+        assert again.stop() == 0
+
+
+def test_a_second_gateway_on_the_file_or_the_port_is_refused(tmp_path: Path) -> None:
+    gateway = GatewayProcess(tmp_path / "first", workers=2).start()
+    try:
+        same_file = subprocess.run(
+            [sys.executable, "-m", "digibridge", "serve", "--port", str(free_port())],
+            env=gateway.env,
+            cwd=gateway.data_dir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        other = tmp_path / "second"
+        other.mkdir()
+        same_port = subprocess.run(
+            [sys.executable, "-m", "digibridge", "serve", "--port", str(gateway.port)],
+            env={**gateway.env, "DIGIBRIDGE_STORE_URL": f"sqlite:///{other / 'd.db'}"},
+            cwd=other,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        send(gateway)  # still serving, on its own
+    finally:
+        gateway.stop()
+
+    assert same_file.returncode == 2
+    assert "in use by another digibridge process" in same_file.stderr
+    assert same_port.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{gateway.port}" in same_port.stderr
