@@ -13,11 +13,9 @@ import pytest
 
 from digibridge.delivery.signing import generate_secret
 from digibridge.wus.devcerts import DevCa
-from tests.support.events import ack_event_ids
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, send_message
 from tests.support.net import wait_until
 from tests.support.sinks import Reply, ScriptedSink
-from tests.support.soap import envelope, headers_for, sample, with_kenmerk
 
 PROBLEM = "application/problem+json"
 
@@ -26,19 +24,6 @@ PROBLEM = "application/problem+json"
 def api(shared_gateway: GatewayProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"{shared_gateway.url}/v1", timeout=10) as client:
         yield client
-
-
-def send_message(gateway: GatewayProcess) -> list[str]:
-    """A new BRP message through the SOAP endpoint; its event ids."""
-    document = with_kenmerk(sample("brp-verhuizing.xml"))
-    response = httpx.post(
-        gateway.wus_url,
-        content=envelope(document, to=gateway.wus_url),
-        headers=headers_for(document),
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    return ack_event_ids(response.content)
 
 
 def subscribe(api: httpx.Client, sink: str, **delivery: object) -> str:

@@ -22,11 +22,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from digibridge.delivery.signing import generate_secret
-from tests.support.events import ack_event_ids
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, send_message
 from tests.support.net import free_port, wait_until
 from tests.support.sinks import ScriptedSink
-from tests.support.soap import envelope, headers_for, sample, with_kenmerk
 
 pytestmark = pytest.mark.e2e
 
@@ -46,20 +44,6 @@ def worker_pids(gateway: GatewayProcess) -> set[int]:
     # The spawn machinery's resource tracker is a child too; workers log with their pid.
     started = {line["worker"] for line in log_lines(gateway) if line["event"] == "gateway_started"}
     return pids & started
-
-
-def send(gateway: GatewayProcess) -> list[str]:
-    """One new message on a new connection (so the kernel picks a worker for each); the
-    acknowledged event ids."""
-    document = with_kenmerk(sample("brp-verhuizing.xml"))
-    response = httpx.post(
-        gateway.wus_url,
-        content=envelope(document, to=gateway.wus_url),
-        headers=headers_for(document),
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    return ack_event_ids(response.content)
 
 
 def subscribe(gateway: GatewayProcess, receiver: ScriptedSink) -> None:
@@ -94,7 +78,8 @@ def test_workers_share_the_messages_and_deliver_each_event_once(tmp_path: Path) 
     try:
         subscribe(gateway, receiver)
         with ThreadPoolExecutor(max_workers=8) as pool:
-            acknowledged = [i for ids in pool.map(lambda _: send(gateway), range(80)) for i in ids]
+            answers = pool.map(lambda _: send_message(gateway), range(80))
+            acknowledged = [event_id for ids in answers for event_id in ids]
         wait_until(
             lambda: set(acknowledged) <= set(delivered(receiver)),
             timeout=30,
@@ -133,7 +118,7 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_event_is_lost(tmp_path:
     def keep_sending() -> None:
         while not stop.is_set():
             try:
-                acknowledged.extend(send(gateway))
+                acknowledged.extend(send_message(gateway))
             except (httpx.TransportError, AssertionError):
                 continue  # cut off by the kill: not acknowledged, so not counted
 
@@ -209,14 +194,14 @@ def test_a_reload_by_api_or_sighup_reloads_every_worker(tmp_path: Path) -> None:
             timeout=30,
             what="both workers reloaded again on SIGHUP",
         )
-        send(gateway)
+        send_message(gateway)
     finally:
         assert gateway.stop() == 0
 
 
 def test_sigterm_drains_every_worker_and_exits_0(tmp_path: Path) -> None:
     gateway = GatewayProcess(tmp_path, workers=2).start()
-    send(gateway)
+    send_message(gateway)
     pids = worker_pids(gateway)
     assert len(pids) == 2
 
@@ -251,7 +236,7 @@ def test_workers_stop_when_their_parent_is_killed_and_free_the_file(tmp_path: Pa
 
     again = GatewayProcess(tmp_path, workers=2).start()  # the file's lock went with them
     try:
-        send(again)
+        send_message(again)
     finally:
         assert again.stop() == 0
 
@@ -279,7 +264,7 @@ def test_a_second_gateway_on_the_file_or_the_port_is_refused(tmp_path: Path) -> 
             timeout=60,
             check=False,
         )
-        send(gateway)  # still serving, on its own
+        send_message(gateway)  # still serving, on its own
     finally:
         gateway.stop()
 

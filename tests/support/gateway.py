@@ -11,7 +11,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.events import ack_event_ids
 from tests.support.net import free_port, wait_until
+from tests.support.soap import envelope, headers_for, sample, with_kenmerk
 
 
 class GatewayProcess:
@@ -100,3 +102,17 @@ class GatewayProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def send_message(gateway: GatewayProcess) -> list[str]:
+    """A new BRP message through the SOAP endpoint, on a new connection (with `--workers`, the
+    kernel picks a worker for each); its acknowledged event ids."""
+    document = with_kenmerk(sample("brp-verhuizing.xml"))
+    response = httpx.post(
+        gateway.wus_url,
+        content=envelope(document, to=gateway.wus_url),
+        headers=headers_for(document),
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return ack_event_ids(response.content)
