@@ -386,11 +386,12 @@ class SqliteStore:
         connection = self._connection
         if connection is None:
             raise StoreError(f"{self.path} is not open")
-        try:
-            if synchronous is not None and synchronous != self._synchronous:
-                connection.execute(f"PRAGMA synchronous={synchronous}")
-                self._synchronous = synchronous
-            with self._writing() if begin == _BEGIN_WRITE else contextlib.nullcontext():
+        # A failed commit is rolled back before the write lock goes to the next writer.
+        with self._writing() if begin == _BEGIN_WRITE else contextlib.nullcontext():
+            try:
+                if synchronous is not None and synchronous != self._synchronous:
+                    connection.execute(f"PRAGMA synchronous={synchronous}")
+                    self._synchronous = synchronous
                 connection.execute(begin)
                 try:
                     result = function(connection)
@@ -398,10 +399,10 @@ class SqliteStore:
                     connection.execute("ROLLBACK")
                     raise
                 connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: {error}") from error
+            except sqlite3.Error as error:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: {error}") from error
         return result
 
     # -- ingest ------------------------------------------------------------------------------
