@@ -6,6 +6,7 @@ worker behind holding the file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from digibridge.delivery.signing import generate_secret
 from tests.support.gateway import GatewayProcess, send_message
 from tests.support.net import free_port, wait_until
+from tests.support.postgres import fresh_schema
 from tests.support.sinks import ScriptedSink
 
 pytestmark = pytest.mark.e2e
@@ -71,41 +73,52 @@ def metric(gateway: GatewayProcess, name: str, **labels: str) -> float:
     )
 
 
-def test_workers_share_the_messages_and_deliver_each_event_once(tmp_path: Path) -> None:
-    receiver = ScriptedSink()
-    receiver.start()
-    gateway = GatewayProcess(tmp_path, workers=2).start()
-    try:
-        subscribe(gateway, receiver)
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            answers = pool.map(lambda _: send_message(gateway), range(80))
-            acknowledged = [event_id for ids in answers for event_id in ids]
-        wait_until(
-            lambda: set(acknowledged) <= set(delivered(receiver)),
-            timeout=30,
-            what="every acknowledged event delivered",
-        )
-        # Whichever worker answers, /metrics counts what all of them did.
-        for _ in range(6):
-            accepted = "digibridge_inbound_messages_total"
-            assert metric(gateway, accepted, result="accepted") == 80
-            assert metric(gateway, "digibridge_events_total") == 80
-            assert metric(gateway, "digibridge_ready") == 1
-        wait_until(
-            lambda: metric(gateway, "digibridge_deliveries_total", result="succeeded") == 80,
-            timeout=10,
-            what="every delivery counted",
-        )
-        lines = log_lines(gateway)
-    finally:
-        assert gateway.stop() == 0
-        receiver.stop()
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_workers_share_the_messages_and_deliver_each_event_once(store: str, tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        env = {}
+        if store == "postgres":  # each worker an instance like any other
+            env["DIGIBRIDGE_STORE_URL"] = stack.enter_context(fresh_schema())
+        receiver = ScriptedSink()
+        receiver.start()
+        stack.callback(receiver.stop)
+        gateway = GatewayProcess(tmp_path, env, workers=2).start()
+        try:
+            lines = _share_and_deliver(gateway, receiver)
+        finally:
+            assert gateway.stop() == 0
 
-    assert len(set(acknowledged)) == 80
-    assert set(delivered(receiver).values()) == {1}  # once each: leases hold across workers
     accepted_by = Counter(line["worker"] for line in lines if line["event"] == "soap_accepted")
     assert len(accepted_by) == 2, accepted_by  # both workers took messages
     assert sum(accepted_by.values()) == 80
+
+
+def _share_and_deliver(gateway: GatewayProcess, receiver: ScriptedSink) -> list[dict[str, Any]]:
+    """80 messages on new connections: every event delivered once, counted once in `/metrics`
+    whichever worker answers; the log lines."""
+    subscribe(gateway, receiver)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = pool.map(lambda _: send_message(gateway), range(80))
+        acknowledged = [event_id for ids in answers for event_id in ids]
+    wait_until(
+        lambda: set(acknowledged) <= set(delivered(receiver)),
+        timeout=30,
+        what="every acknowledged event delivered",
+    )
+    # Whichever worker answers, /metrics counts what all of them did.
+    for _ in range(6):
+        accepted = "digibridge_inbound_messages_total"
+        assert metric(gateway, accepted, result="accepted") == 80
+        assert metric(gateway, "digibridge_events_total") == 80
+        assert metric(gateway, "digibridge_ready") == 1
+    wait_until(
+        lambda: metric(gateway, "digibridge_deliveries_total", result="succeeded") == 80,
+        timeout=10,
+        what="every delivery counted",
+    )
+    assert len(set(acknowledged)) == 80
+    assert set(delivered(receiver).values()) == {1}  # once each: leases hold across workers
+    return log_lines(gateway)
 
 
 def test_a_killed_worker_is_replaced_and_no_acknowledged_event_is_lost(tmp_path: Path) -> None:
