@@ -213,3 +213,33 @@ async def test_an_endpoint_at_its_limit_does_not_hide_the_others_behind_its_back
 
     assert held.subscription.id == "stuck"
     assert (job.subscription.id, job.event.id) == ("calm", "ev-late")
+
+
+async def test_an_endpoint_that_fills_up_during_a_claim_does_not_hide_the_others(
+    store: Store, clock: FakeClock
+) -> None:
+    """The endpoint at the front of the queue reaches its limit within the claim, its backlog
+    longer than the claim would look through one row at a time: the claim goes on to the
+    other endpoints' deliveries behind it, and to a rate-limited subscription's one request."""
+    await store.create_subscription(subscription("busy", sink="https://busy.example/hook"))
+    await ingest(store, *(f"ev-{n}" for n in range(400)))
+    await store.create_subscription(subscription("calm", sink="https://calm.example/hook"))
+    paced = subscription("paced", sink="https://paced.example/hook")
+    await store.create_subscription(
+        replace(paced, delivery=replace(paced.delivery, allowed_rate=60))
+    )
+    await ingest(store, "ev-late-1", "ev-late-2")
+    now = clock.now()
+
+    jobs = await store.claim_due(
+        now=now, limit=5, lease_until=now + LEASE, owner="w1", per_endpoint=2
+    )
+
+    taken = sorted((job.subscription.id, job.event.id) for job in jobs)
+    assert taken == [
+        ("busy", "ev-0"),
+        ("busy", "ev-1"),
+        ("calm", "ev-late-1"),
+        ("calm", "ev-late-2"),
+        ("paced", "ev-late-1"),
+    ]

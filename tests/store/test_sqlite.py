@@ -15,9 +15,16 @@ from hypothesis import strategies as st
 
 from digibridge.store._migrations import load_migrations
 from digibridge.store.sqlite import _NEXT_DUE_WINDOW, SqliteStore, _ts
-from digibridge.store.types import StoreError
+from digibridge.store.types import Completion, Outcome, OutcomeKind, StoreError
 from tests.store.conftest import FakeClock
-from tests.store.test_store_contract import event, match_all, message, subscription
+from tests.store.test_store_contract import (
+    LEASE,
+    attempt_for,
+    event,
+    match_all,
+    message,
+    subscription,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -167,3 +174,64 @@ def test_stored_times_are_fixed_width_utc_text(moment: datetime, offset_minutes:
     expected = aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert _ts(aware) == expected
     assert len(_ts(aware)) == 27
+
+
+async def _claim_work(backlog: int, folder: Path) -> tuple[int, int]:
+    """SQLite's work (virtual machine steps, in hundreds) for two claims beside an endpoint
+    with `backlog` deliveries queued: one while the endpoint is at its limit, and one that
+    records an outcome and so has room for exactly one more."""
+    clock = FakeClock()
+    store = SqliteStore(folder / f"backlog-{backlog}.db", clock=clock)
+    await store.open()
+    try:
+        await store.create_subscription(subscription("busy", sink="https://busy.example/hook"))
+        await store.ingest(
+            message(f"uuid:{backlog}", f"K-{backlog}"),
+            [event(f"ev-{n}") for n in range(backlog)],
+            match_all,
+        )
+        now = clock.now()
+        jobs = await store.claim_due(
+            now=now, limit=4, lease_until=now + LEASE, owner="w1", per_endpoint=4
+        )
+        assert len(jobs) == 4
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        connection = store._connection
+        assert connection is not None
+        await store._run(lambda: connection.set_progress_handler(count, 100))
+        assert await store.claim_due(
+            now=now, limit=4, lease_until=now + LEASE, owner="w1", per_endpoint=4
+        ) == []
+        at_limit, steps = steps, 0
+        done = Completion(jobs[0], attempt_for(jobs[0], 204), Outcome(OutcomeKind.SUCCEEDED))
+        again = await store.claim_due(
+            now=now,
+            limit=4,
+            lease_until=now + LEASE,
+            owner="w1",
+            per_endpoint=4,
+            completed=[done],
+        )
+        assert len(again) == 1
+        return at_limit, steps
+    finally:
+        await store.close()
+
+
+async def test_a_claim_beside_an_endpoint_at_its_limit_does_not_read_its_backlog(
+    tmp_path: Path,
+) -> None:
+    """A receiver that keeps up slower than its senders has the oldest part of the queue and
+    sits at its limit: claims must cost the same however long its backlog grows (counted in
+    SQLite's own steps, not in seconds)."""
+    short = await _claim_work(20, tmp_path)
+    long = await _claim_work(3000, tmp_path)
+
+    assert long[0] <= short[0] + 2, (short, long)
+    assert long[1] <= short[1] + 2, (short, long)

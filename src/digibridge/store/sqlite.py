@@ -98,12 +98,18 @@ _IN_ORDER = (
 )
 #: A pending delivery that may be claimed at :now once due: subscription active, not leased,
 #: circuit closed (or open/half-open with its wait over: the probe), and in order.
+#: The circuit `c` of the endpoint lets a request through: closed, or open/half-open with its
+#: wait over (the probe).
+_CIRCUIT_LETS_THROUGH = (
+    "(c.state IS NULL OR c.state = 'closed' OR (c.state = 'open' AND c.retry_at <= :now)"
+    " OR (c.state = 'half_open' AND c.probe_until <= :now))"
+)
+#: A rate-limited subscription `s` may send its next request.
+_RATE_LETS_THROUGH = "(s.rate_limit IS NULL OR s.rate_next_at IS NULL OR s.rate_next_at <= :now)"
 _CLAIMABLE = (
     " d.status = 'pending' AND s.status = 'active'"
     " AND (d.lease_until IS NULL OR d.lease_until <= :now)"
-    " AND (c.state IS NULL OR c.state = 'closed' OR (c.state = 'open' AND c.retry_at <= :now)"
-    "  OR (c.state = 'half_open' AND c.probe_until <= :now))"
-    f" AND {_IN_ORDER}"
+    f" AND {_CIRCUIT_LETS_THROUGH} AND {_IN_ORDER}"
 )
 #: Per endpoint, the leases running now (for the per-endpoint concurrency limit); reads the
 #: small partial index of leased deliveries.
@@ -113,17 +119,36 @@ _BUSY = (
     # `+d.status`: drive the query from the leased (small) index, not the pending (large) one.
     " WHERE d.lease_until > :now AND +d.status = 'pending' GROUP BY s.endpoint"
 )
-#: Claimable due deliveries, oldest first, except those of the endpoints in `:full` (a JSON
-#: list of the endpoints already at their limit). The order is the `deliveries_due` index's own
+#: Claimable due deliveries, oldest first. The order is the `deliveries_due` index's own
 #: (status, next_attempt_at, rowid = insertion order), so the rows stream without a sort and a
-#: claim reads only as far as it needs. Full endpoints are passed over inside SQLite, not row
-#: by row in Python: a hanging endpoint's backlog sits at the front of the due order.
+#: claim reads only as far as it needs: while no endpoint is at its limit, every row it reads
+#: it takes.
 _DUE = (
-    f"SELECT d.id, s.endpoint, c.state AS circuit, s.id AS sub, s.rate_limit{_QUEUE_JOINS}"  # noqa: S608
+    f"SELECT d.id, s.endpoint, c.state AS circuit, s.id AS sub, s.rate_limit{_QUEUE_JOINS}"
     f" WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND {_CLAIMABLE}"
-    " AND (s.rate_limit IS NULL OR s.rate_next_at IS NULL OR s.rate_next_at <= :now)"
+    f" AND {_RATE_LETS_THROUGH} ORDER BY d.next_attempt_at, d.rowid"
+)
+#: The same, once some endpoints are at their limit (`:full`, a JSON list) or some
+#: subscriptions have had their one request (`:spent`), without them, and without the
+#: deliveries already taken (`:taken`). A hanging endpoint's backlog sits at the front of the
+#: due order: the walk above would read all of it, in SQLite or row by row in Python, at every
+#: claim. Here each other active subscription gives its earliest `:each` claimable deliveries
+#: from an index range (`deliveries_subscription_due`), and only those are sorted: the cost
+#: follows the number of subscriptions, not the length of any backlog.
+_DUE_BESIDE_FULL = (
+    "SELECT q.id, s.endpoint, c.state AS circuit, s.id AS sub, s.rate_limit"  # noqa: S608
+    " FROM subscriptions s LEFT JOIN circuits c ON c.endpoint = s.endpoint"
+    " JOIN deliveries q ON q.rowid IN ("
+    "  SELECT d.rowid FROM deliveries d JOIN events e ON e.id = d.event_id"
+    "  WHERE d.subscription_id = s.id AND d.status = 'pending' AND d.next_attempt_at <= :now"
+    "  AND (d.lease_until IS NULL OR d.lease_until <= :now)"
+    f"  AND {_IN_ORDER}"
+    "  AND d.id NOT IN (SELECT value FROM json_each(:taken))"
+    "  ORDER BY d.next_attempt_at, d.rowid LIMIT :each)"
+    f" WHERE s.status = 'active' AND {_CIRCUIT_LETS_THROUGH} AND {_RATE_LETS_THROUGH}"
     " AND s.endpoint NOT IN (SELECT value FROM json_each(:full))"
-    " ORDER BY d.next_attempt_at, d.rowid"
+    " AND s.id NOT IN (SELECT value FROM json_each(:spent))"
+    " ORDER BY q.next_attempt_at, q.rowid LIMIT :scan"
 )
 #: Whether any delivery may be due (an index seek): a claim with nothing due and nothing to
 #: record then needs no write transaction, which would wait for (and hold) the write lock.
@@ -199,6 +224,52 @@ def _dt_or_none(text: str | None) -> datetime | None:
 _GROUP_COMMIT_MAX = 256
 #: Seconds between looks at whether another worker sharing the file committed.
 _WAKE_POLL = 0.05
+
+
+class _Picking:
+    """What one claim takes, oldest first: within each endpoint's limit (one request for an
+    endpoint whose circuit is open or half-open: its probe), one request per rate-limited
+    subscription, and at most `limit` in all."""
+
+    def __init__(self, *, limit: int, cap: int, busy: dict[str, int]) -> None:
+        self.limit = limit
+        self.cap = cap
+        #: Leases running per endpoint, these included.
+        self.busy = busy
+        self.taken: list[str] = []
+        #: Endpoints whose probe this claim took.
+        self.probes: set[str] = set()
+        #: Rate-limited subscriptions given their one request, with their rates.
+        self.paced: dict[str, int] = {}
+
+    @property
+    def done(self) -> bool:
+        return len(self.taken) >= self.limit
+
+    def full(self) -> list[str]:
+        """The endpoints that may not have another request now."""
+        return [
+            endpoint
+            for endpoint, count in self.busy.items()
+            if count >= self.cap or endpoint in self.probes
+        ]
+
+    def offer(self, row: sqlite3.Row) -> bool:
+        """Take the claimable due delivery `row`; False when its endpoint or subscription may
+        not have another request now."""
+        endpoint = row["endpoint"]
+        probing = row["circuit"] in (CircuitState.OPEN, CircuitState.HALF_OPEN)
+        if self.busy.get(endpoint, 0) >= (1 if probing else self.cap):
+            return False
+        if row["rate_limit"] is not None:
+            if row["sub"] in self.paced:
+                return False
+            self.paced[row["sub"]] = row["rate_limit"]
+        self.busy[endpoint] = self.busy.get(endpoint, 0) + 1
+        self.taken.append(row["id"])
+        if probing:
+            self.probes.add(endpoint)
+        return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -747,46 +818,58 @@ class SqliteStore:
                 self._complete(done.job, done.attempt, done.outcome, done.health, c)
             if limit <= 0:
                 return []
-            cap = per_endpoint or 2**31
             busy = {row["endpoint"]: row["n"] for row in c.execute(_BUSY, {"now": at})}
-            taken: list[str] = []
-            probes: set[str] = set()
-            #: Rate-limited subscriptions given their one request of this claim.
-            paced: dict[str, int] = {}
-            budget = max(limit, 1) * _SCAN_PER_CLAIM
-            full = [endpoint for endpoint, count in busy.items() if count >= cap]
-            for row in c.execute(_DUE, {"now": at, "full": json.dumps(full)}):
-                budget -= 1
-                if len(taken) >= limit or budget < 0:
-                    break
-                endpoint = row["endpoint"]
-                probing = row["circuit"] in (CircuitState.OPEN, CircuitState.HALF_OPEN)
-                if busy.get(endpoint, 0) >= (1 if probing else cap):
-                    continue
-                if row["rate_limit"] is not None:
-                    if row["sub"] in paced:
-                        continue
-                    paced[row["sub"]] = row["rate_limit"]
-                busy[endpoint] = busy.get(endpoint, 0) + 1
-                taken.append(row["id"])
-                if probing:
-                    probes.add(endpoint)
-            for endpoint in probes:
-                # The open circuit's pause is over: the delivery just taken is its probe.
-                c.execute(
-                    "UPDATE circuits SET state = 'half_open', probe_until = ?, updated_at = ?"
-                    " WHERE endpoint = ?",
-                    (until, at, endpoint),
-                )
-            for sub, rate in paced.items():
-                # One request per 60/rate seconds: a batch claimed with it rides along.
-                c.execute(
-                    "UPDATE subscriptions SET rate_next_at = ? WHERE id = ?",
-                    (_ts(now + timedelta(seconds=60 / rate)), sub),
-                )
-            return self._lease(c, taken, owner, until)
+            picking = _Picking(limit=limit, cap=per_endpoint or 2**31, busy=busy)
+            if not picking.full():
+                rows = c.execute(_DUE, {"now": at})
+                held_back = False
+                for row in rows:
+                    if not picking.offer(row):
+                        held_back = True
+                        break
+                    if picking.done:
+                        break
+                rows.close()
+                if not held_back:
+                    return self._leased(c, picking, now, owner, until)
+            if not picking.done:
+                room = limit - len(picking.taken)
+                parameters = {
+                    "now": at,
+                    "full": json.dumps(picking.full()),
+                    "spent": json.dumps(list(picking.paced)),
+                    "taken": json.dumps(picking.taken),
+                    "each": min(room, picking.cap),
+                    "scan": room * _SCAN_PER_CLAIM,
+                }
+                for row in c.execute(_DUE_BESIDE_FULL, parameters):
+                    picking.offer(row)
+                    if picking.done:
+                        break
+            return self._leased(c, picking, now, owner, until)
 
         return await self._write(claim, durable=False)
+
+    def _leased(
+        self, c: sqlite3.Connection, picking: _Picking, now: datetime, owner: str, until: str
+    ) -> list[DeliveryJob]:
+        """Lease what `picking` took; open circuits whose probe it took turn half-open, and
+        rate-limited subscriptions wait for their next turn."""
+        at = _ts(now)
+        for endpoint in picking.probes:
+            # The open circuit's pause is over: the delivery just taken is its probe.
+            c.execute(
+                "UPDATE circuits SET state = 'half_open', probe_until = ?, updated_at = ?"
+                " WHERE endpoint = ?",
+                (until, at, endpoint),
+            )
+        for sub, rate in picking.paced.items():
+            # One request per 60/rate seconds: a batch claimed with it rides along.
+            c.execute(
+                "UPDATE subscriptions SET rate_next_at = ? WHERE id = ?",
+                (_ts(now + timedelta(seconds=60 / rate)), sub),
+            )
+        return self._lease(c, picking.taken, owner, until)
 
     def _lease(
         self, c: sqlite3.Connection, ids: list[str], owner: str, until: str

@@ -56,21 +56,43 @@ IN_ORDER = (
     " WHERE p.subscription_id = d.subscription_id AND p.status = 'pending'"
     " AND pe.subject = e.subject AND pe.position < e.position))"
 )
+#: The circuit `c` of the endpoint lets a request through: closed, or open/half-open with its
+#: wait over (the probe).
+_CIRCUIT_LETS_THROUGH = (
+    "(c.state IS NULL OR c.state = 'closed' OR (c.state = 'open' AND c.retry_at <= %(now)s)"
+    " OR (c.state = 'half_open' AND c.probe_until <= %(now)s))"
+)
 #: A pending delivery claimable at %(now)s once due (as SQLite's `_CLAIMABLE`).
 CLAIMABLE = (
     " d.status = 'pending' AND s.status = 'active'"
     " AND (d.lease_until IS NULL OR d.lease_until <= %(now)s)"
-    " AND (c.state IS NULL OR c.state = 'closed'"
-    "  OR (c.state = 'open' AND c.retry_at <= %(now)s)"
-    "  OR (c.state = 'half_open' AND c.probe_until <= %(now)s))"
-    f" AND {IN_ORDER}"
+    f" AND {_CIRCUIT_LETS_THROUGH} AND {IN_ORDER}"
 )
+#: A rate-limited subscription `s` may send its next request.
+_RATE_LETS_THROUGH = "(s.rate_limit IS NULL OR s.rate_next_at IS NULL OR s.rate_next_at <= %(now)s)"
 _DUE = (
-    f"SELECT d.id, s.endpoint, s.id AS sub, s.rate_limit{QUEUE_JOINS}"
+    f"SELECT d.id, d.next_attempt_at, d.seq, s.endpoint, s.id AS sub, s.rate_limit{QUEUE_JOINS}"
     f" WHERE d.status = 'pending' AND d.next_attempt_at <= %(now)s AND {CLAIMABLE}"
-    " AND (s.rate_limit IS NULL OR s.rate_next_at IS NULL OR s.rate_next_at <= %(now)s)"
+    f" AND {_RATE_LETS_THROUGH}"
     # Endpoints already at their limit are passed over here, not one row at a time in the
     # scan: a hanging endpoint's backlog is the oldest part of the queue (as SQLite's claim).
+    " AND NOT (s.endpoint = ANY(%(full)s::text[]))"
+    " ORDER BY d.next_attempt_at, d.seq LIMIT %(scan)s"
+)
+#: The earliest %(each)s claimable deliveries of every active subscription whose endpoint is
+#: not in %(full)s, from an index range each (`deliveries_subscription_due`): read when the
+#: walk above stopped at its limit, since the rows it read may all belong to an endpoint that
+#: fills up within the claim, with the other endpoints' deliveries behind them (as SQLite's
+#: `_DUE_BESIDE_FULL`).
+_DUE_PER_SUBSCRIPTION = (
+    "SELECT d.id, d.next_attempt_at, d.seq, s.endpoint, s.id AS sub, s.rate_limit"  # noqa: S608
+    " FROM subscriptions s LEFT JOIN circuits c ON c.endpoint = s.endpoint"
+    " CROSS JOIN LATERAL (SELECT d.id, d.next_attempt_at, d.seq FROM deliveries d"
+    " JOIN events e ON e.id = d.event_id"
+    " WHERE d.subscription_id = s.id AND d.status = 'pending'"
+    " AND d.next_attempt_at <= %(now)s AND (d.lease_until IS NULL OR d.lease_until <= %(now)s)"
+    f" AND {IN_ORDER} ORDER BY d.next_attempt_at, d.seq LIMIT %(each)s) d"
+    f" WHERE s.status = 'active' AND {_CIRCUIT_LETS_THROUGH} AND {_RATE_LETS_THROUGH}"
     " AND NOT (s.endpoint = ANY(%(full)s::text[]))"
     " ORDER BY d.next_attempt_at, d.seq LIMIT %(scan)s"
 )
@@ -171,7 +193,14 @@ async def claim(
     if per_endpoint is not None:
         rows = await (await c.execute(_FULL, {"now": at, "cap": per_endpoint})).fetchall()
         full = [row["endpoint"] for row in rows]
-    candidates = await (await c.execute(_DUE, {"now": at, "scan": scan, "full": full})).fetchall()
+    parameters = {"now": at, "scan": scan, "full": full, "each": min(limit, per_endpoint or limit)}
+    candidates = await (await c.execute(_DUE, parameters)).fetchall()
+    if len(candidates) == scan:
+        # The walk stopped at its limit: add each subscription's earliest, oldest first.
+        seen = {row["id"] for row in candidates}
+        beside = await (await c.execute(_DUE_PER_SUBSCRIPTION, parameters)).fetchall()
+        candidates += [row for row in beside if row["id"] not in seen]
+        candidates.sort(key=lambda row: (row["next_attempt_at"], row["seq"]))
     if not candidates:
         return []
     room = await _room(c, candidates, at)
