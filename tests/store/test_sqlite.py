@@ -205,9 +205,12 @@ async def _claim_work(backlog: int, folder: Path) -> tuple[int, int]:
         connection = store._connection
         assert connection is not None
         await store._run(lambda: connection.set_progress_handler(count, 100))
-        assert await store.claim_due(
-            now=now, limit=4, lease_until=now + LEASE, owner="w1", per_endpoint=4
-        ) == []
+        assert (
+            await store.claim_due(
+                now=now, limit=4, lease_until=now + LEASE, owner="w1", per_endpoint=4
+            )
+            == []
+        )
         at_limit, steps = steps, 0
         done = Completion(jobs[0], attempt_for(jobs[0], 204), Outcome(OutcomeKind.SUCCEEDED))
         again = await store.claim_due(
