@@ -12,6 +12,7 @@ import pytest
 from digibridge.store.types import (
     CircuitPolicy,
     CircuitState,
+    Completion,
     DeliveryStatus,
     EndpointHealth,
     NewEvent,
@@ -243,3 +244,41 @@ async def test_an_endpoint_that_fills_up_during_a_claim_does_not_hide_the_others
         ("calm", "ev-late-2"),
         ("paced", "ev-late-1"),
     ]
+
+
+async def test_outcomes_recorded_together_count_one_by_one_in_the_circuit(
+    store: Store, clock: FakeClock
+) -> None:
+    """A claim records the outcomes of several sends at once: each counts in its endpoint's
+    circuit as if recorded alone. One success and three failures are four outcomes, under the
+    five it takes to open; one more failure in the next claim (four of five failed) opens it.
+    The other endpoint's success counts in its own circuit only."""
+    await store.create_subscription(subscription("a", sink="https://one.example/a"))
+    await store.create_subscription(subscription("b", sink="https://two.example/b"))
+    await ingest(store, *(f"ev-{n}" for n in range(4)))
+    rules = health(min_requests=5, failure_ratio=0.7)
+    now = clock.now()
+    jobs = await claim(store, now, limit=8)
+    ones = [job for job in jobs if job.subscription.id == "a"]
+    two = next(job for job in jobs if job.subscription.id == "b")
+    failed = Outcome(OutcomeKind.RETRY, retry_at=now, endpoint_failed=True)
+    succeeded = Outcome(OutcomeKind.SUCCEEDED, endpoint_failed=False)
+    outcomes = [(ones[0], succeeded), (ones[1], failed), (ones[2], failed), (ones[3], failed)]
+    together = [Completion(job, attempt_for(job, 503), out, rules) for job, out in outcomes]
+    together.append(Completion(two, attempt_for(two, 204), succeeded, rules))
+
+    await store.claim_due(now=now, limit=0, lease_until=now + LEASE, owner="w1", completed=together)
+
+    one = await store.get_circuit("https://one.example")
+    other = await store.get_circuit("https://two.example")
+    assert one is not None
+    assert other is not None
+    assert (one.state, one.successes, one.failures) == (CircuitState.CLOSED, 1, 3)
+    assert (other.successes, other.failures) == (1, 0)
+    retried = await claim(store, now, limit=1, owner="w2")
+    assert retried[0].subscription.id == "a"
+    last = Completion(retried[0], attempt_for(retried[0], 503), failed, rules)
+    await store.claim_due(now=now, limit=0, lease_until=now + LEASE, owner="w2", completed=[last])
+    opened = await store.get_circuit("https://one.example")
+    assert opened is not None
+    assert opened.state is CircuitState.OPEN

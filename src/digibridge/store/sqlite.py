@@ -814,8 +814,7 @@ class SqliteStore:
             return []
 
         def claim(c: sqlite3.Connection) -> list[DeliveryJob]:
-            for done in completed:
-                self._complete(done.job, done.attempt, done.outcome, done.health, c)
+            self._complete_all(completed, c)
             if limit <= 0:
                 return []
             busy = {row["endpoint"]: row["n"] for row in c.execute(_BUSY, {"now": at})}
@@ -960,16 +959,27 @@ class SqliteStore:
         outcome: Outcome,
         health: EndpointHealth | None = None,
     ) -> None:
-        await self._write(partial(self._complete, job, attempt, outcome, health), durable=False)
+        await self._write(
+            partial(self._complete_all, [Completion(job, attempt, outcome, health)]),
+            durable=False,
+        )
+
+    def _complete_all(self, completed: Sequence[Completion], c: sqlite3.Connection) -> None:
+        """Record `completed` in order. Each endpoint's circuit is read once and written once,
+        however many of them went to it: a claim records several outcomes, mostly for the same
+        endpoint, and reading, parsing and writing its circuit per outcome was a third of the
+        claim's time."""
+        circuits: dict[str, Circuit] = {}
+        for done in completed:
+            self._complete(done, c, circuits)
+        now = self._clock.now()
+        for circuit in circuits.values():
+            _write_circuit(c, circuit, now)
 
     def _complete(
-        self,
-        job: DeliveryJob,
-        attempt: Attempt,
-        outcome: Outcome,
-        health: EndpointHealth | None,
-        c: sqlite3.Connection,
+        self, done: Completion, c: sqlite3.Connection, circuits: dict[str, Circuit]
     ) -> None:
+        job, attempt, outcome, health = done.job, done.attempt, done.outcome, done.health
         status, next_at, error = _apply(outcome, attempt)
         held = c.execute(
             "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
@@ -1007,7 +1017,9 @@ class SqliteStore:
         if outcome.disable_subscription is not None:
             to_disable.append((job.subscription.id, outcome.disable_subscription))
         if health is not None and outcome.endpoint_failed is not None:
-            to_disable += self._record_health(c, job.subscription.endpoint, outcome, health, now)
+            to_disable += self._record_health(
+                c, job.subscription.endpoint, outcome, health, now, circuits=circuits
+            )
         for subscription_id, reason in to_disable:
             self._disable(c, subscription_id, reason, now, health)
 
@@ -1018,27 +1030,17 @@ class SqliteStore:
         outcome: Outcome,
         health: EndpointHealth,
         now: datetime,
+        *,
+        circuits: dict[str, Circuit],
     ) -> list[tuple[str, str]]:
-        """Count the outcome in the endpoint's circuit; the subscriptions to disable for it."""
-        row = c.execute("SELECT * FROM circuits WHERE endpoint = ?", (endpoint,)).fetchone()
-        before = new_circuit(endpoint, now) if row is None else _circuit(row)
+        """Count the outcome in the endpoint's circuit, kept in `circuits` (written by the
+        caller); the subscriptions to disable for it."""
+        before = circuits.get(endpoint)
+        if before is None:
+            row = c.execute("SELECT * FROM circuits WHERE endpoint = ?", (endpoint,)).fetchone()
+            before = new_circuit(endpoint, now) if row is None else _circuit(row)
         after = record(before, failed=bool(outcome.endpoint_failed), now=now, policy=health.policy)
-        c.execute(
-            "INSERT OR REPLACE INTO circuits (endpoint, state, window_start, successes, failures,"
-            " retry_at, probe_until, failing_since, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                endpoint,
-                after.state.value,
-                _ts(after.window_start),
-                after.successes,
-                after.failures,
-                None if after.retry_at is None else _ts(after.retry_at),
-                None if after.probe_until is None else _ts(after.probe_until),
-                None if after.failing_since is None else _ts(after.failing_since),
-                _ts(now),
-            ),
-        )
+        circuits[endpoint] = after
         if not failing_too_long(after, now, health.policy):
             return []
         assert after.failing_since is not None  # noqa: S101 - implied by failing_too_long
@@ -1391,6 +1393,24 @@ def _new_event(row: sqlite3.Row) -> NewEvent:
         time=_dt_or_none(row["time"]),
         attributes=json.loads(row["attributes"]),
         body=bytes(row["body"]),
+    )
+
+
+def _write_circuit(c: sqlite3.Connection, circuit: Circuit, now: datetime) -> None:
+    c.execute(
+        "INSERT OR REPLACE INTO circuits (endpoint, state, window_start, successes, failures,"
+        " retry_at, probe_until, failing_since, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            circuit.endpoint,
+            circuit.state.value,
+            _ts(circuit.window_start),
+            circuit.successes,
+            circuit.failures,
+            None if circuit.retry_at is None else _ts(circuit.retry_at),
+            None if circuit.probe_until is None else _ts(circuit.probe_until),
+            None if circuit.failing_since is None else _ts(circuit.failing_since),
+            _ts(now),
+        ),
     )
 
 
