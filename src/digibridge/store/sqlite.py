@@ -96,8 +96,6 @@ _IN_ORDER = (
     " WHERE p.subscription_id = d.subscription_id AND p.status = 'pending'"
     " AND pe.subject = e.subject AND pe.seq < e.seq))"
 )
-#: A pending delivery that may be claimed at :now once due: subscription active, not leased,
-#: circuit closed (or open/half-open with its wait over: the probe), and in order.
 #: The circuit `c` of the endpoint lets a request through: closed, or open/half-open with its
 #: wait over (the probe).
 _CIRCUIT_LETS_THROUGH = (
@@ -106,6 +104,8 @@ _CIRCUIT_LETS_THROUGH = (
 )
 #: A rate-limited subscription `s` may send its next request.
 _RATE_LETS_THROUGH = "(s.rate_limit IS NULL OR s.rate_next_at IS NULL OR s.rate_next_at <= :now)"
+#: A pending delivery that may be claimed at :now once due: subscription active, not leased,
+#: circuit closed (or open/half-open with its wait over: the probe), and in order.
 _CLAIMABLE = (
     " d.status = 'pending' AND s.status = 'active'"
     " AND (d.lease_until IS NULL OR d.lease_until <= :now)"

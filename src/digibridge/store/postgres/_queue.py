@@ -73,16 +73,14 @@ _RATE_LETS_THROUGH = "(s.rate_limit IS NULL OR s.rate_next_at IS NULL OR s.rate_
 _DUE = (
     f"SELECT d.id, d.next_attempt_at, d.seq, s.endpoint, s.id AS sub, s.rate_limit{QUEUE_JOINS}"
     f" WHERE d.status = 'pending' AND d.next_attempt_at <= %(now)s AND {CLAIMABLE}"
-    f" AND {_RATE_LETS_THROUGH}"
-    # Endpoints already at their limit are passed over here, not one row at a time in the
-    # scan: a hanging endpoint's backlog is the oldest part of the queue (as SQLite's claim).
-    " AND NOT (s.endpoint = ANY(%(full)s::text[]))"
-    " ORDER BY d.next_attempt_at, d.seq LIMIT %(scan)s"
+    f" AND {_RATE_LETS_THROUGH} ORDER BY d.next_attempt_at, d.seq LIMIT %(scan)s"
 )
 #: The earliest %(each)s claimable deliveries of every active subscription whose endpoint is
-#: not in %(full)s, from an index range each (`deliveries_subscription_due`): read when the
-#: walk above stopped at its limit, since the rows it read may all belong to an endpoint that
-#: fills up within the claim, with the other endpoints' deliveries behind them (as SQLite's
+#: not in %(full)s, from an index range each (`deliveries_subscription_due`). Read instead of
+#: the walk above when some endpoint is at its limit: a hanging endpoint's backlog is the
+#: oldest part of the queue, and the walk would go through all of it. Read after the walk
+#: when it stopped at its limit: the rows it read may all belong to an endpoint that fills up
+#: within the claim, with the other endpoints' deliveries behind them (as SQLite's
 #: `_DUE_BESIDE_FULL`).
 _DUE_PER_SUBSCRIPTION = (
     "SELECT d.id, d.next_attempt_at, d.seq, s.endpoint, s.id AS sub, s.rate_limit"  # noqa: S608
@@ -194,13 +192,17 @@ async def claim(
         rows = await (await c.execute(_FULL, {"now": at, "cap": per_endpoint})).fetchall()
         full = [row["endpoint"] for row in rows]
     parameters = {"now": at, "scan": scan, "full": full, "each": min(limit, per_endpoint or limit)}
-    candidates = await (await c.execute(_DUE, parameters)).fetchall()
-    if len(candidates) == scan:
-        # The walk stopped at its limit: add each subscription's earliest, oldest first.
-        seen = {row["id"] for row in candidates}
-        beside = await (await c.execute(_DUE_PER_SUBSCRIPTION, parameters)).fetchall()
-        candidates += [row for row in beside if row["id"] not in seen]
-        candidates.sort(key=lambda row: (row["next_attempt_at"], row["seq"]))
+    if full:
+        # A full endpoint's backlog would be walked through inside the database.
+        candidates = await (await c.execute(_DUE_PER_SUBSCRIPTION, parameters)).fetchall()
+    else:
+        candidates = await (await c.execute(_DUE, parameters)).fetchall()
+        if len(candidates) == scan:
+            # The walk stopped at its limit: add each subscription's earliest, oldest first.
+            seen = {row["id"] for row in candidates}
+            beside = await (await c.execute(_DUE_PER_SUBSCRIPTION, parameters)).fetchall()
+            candidates += [row for row in beside if row["id"] not in seen]
+            candidates.sort(key=lambda row: (row["next_attempt_at"], row["seq"]))
     if not candidates:
         return []
     room = await _room(c, candidates, at)
