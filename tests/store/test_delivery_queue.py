@@ -282,3 +282,30 @@ async def test_outcomes_recorded_together_count_one_by_one_in_the_circuit(
     opened = await store.get_circuit("https://one.example")
     assert opened is not None
     assert opened.state is CircuitState.OPEN
+
+
+async def test_behind_an_endpoint_at_its_limit_an_ordered_subscription_keeps_its_order(
+    store: Store, clock: FakeClock
+) -> None:
+    """The claim that passes over a full endpoint still gives an ordered subscription one
+    delivery per subject at a time."""
+    await store.create_subscription(subscription("busy", sink="https://busy.example/hook"))
+    await ingest(store, *(f"ev-{n}" for n in range(30)))
+    now = clock.now()
+    held = await store.claim_due(
+        now=now, limit=2, lease_until=now + LEASE, owner="w1", per_endpoint=2
+    )
+    ordered = subscription("ordered", sink="https://calm.example/hook")
+    await store.create_subscription(
+        replace(ordered, delivery=replace(ordered.delivery, ordered=True))
+    )
+    await ingest(store, "ev-a1", "ev-a2", subject="obj-a")
+    await ingest(store, "ev-b1", subject="obj-b")
+
+    jobs = await store.claim_due(
+        now=now, limit=5, lease_until=now + LEASE, owner="w1", per_endpoint=2
+    )
+
+    assert [job.subscription.id for job in held] == ["busy", "busy"]
+    taken = sorted((job.subscription.id, job.event.id) for job in jobs)
+    assert taken == [("ordered", "ev-a1"), ("ordered", "ev-b1")]
