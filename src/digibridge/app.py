@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
@@ -56,7 +54,7 @@ from digibridge.otel import spans_for
 from digibridge.runtime import MappingsRefused, Runtime, load_checked_mappings
 from digibridge.store.postgres import PostgresStore
 from digibridge.store.sqlite import SqliteStore
-from digibridge.store.types import CircuitPolicy, Store
+from digibridge.store.types import CircuitPolicy, Store, process_owner
 from digibridge.tracing import Spans, TraceMiddleware
 from digibridge.wus.inbound import DigileveringEndpoint
 from digibridge.wus.routes import InboundSoap, WsdlRoute
@@ -217,7 +215,7 @@ def make_dispatcher(
         store,
         policy=retry_policy(settings),
         clock=clock,
-        owner=f"{socket.gethostname()}:{os.getpid()}",
+        owner=process_owner(),
         concurrency=settings.delivery_concurrency,
         per_endpoint=settings.delivery_endpoint_concurrency,
         request_timeout=settings.delivery_timeout,

@@ -46,12 +46,14 @@ import structlog
 from prometheus_client import multiprocess
 from uvicorn.config import STARTUP_FAILURE
 
+from digibridge.clock import SystemClock
 from digibridge.config import Settings
 from digibridge.errors import DigibridgeError
 from digibridge.logs import configure_logging
 from digibridge.metrics import MULTIPROCESS_DIR
 from digibridge.store import _file_locks
 from digibridge.store.sqlite import SqliteStore
+from digibridge.store.types import process_owner
 
 log = structlog.get_logger("digibridge.supervisor")
 _spawn = multiprocessing.get_context("spawn")
@@ -152,6 +154,32 @@ async def _own_store(settings: Settings) -> int | None:
     return fd
 
 
+def _hand_back_leases(settings: Settings, pid: int) -> None:
+    """Return to the queue what a dead worker had leased: deliveries and DigiMelding requests.
+    Left alone, they would wait for their leases to run out (minutes), while its siblings'
+    leases in the same store are live and must stay. Sent again, they may arrive twice, as
+    after any crash (at-least-once)."""
+    owner = process_owner(pid)
+    try:
+        released, dmks_released = asyncio.run(_release_leases(settings, owner))
+    except Exception as exc:  # noqa: BLE001 - the leases still run out by themselves
+        log.warning("leases_not_released", pid=pid, error=str(exc))
+        return
+    if released or dmks_released:
+        log.info("leases_released", pid=pid, count=released, dmks=dmks_released)
+
+
+async def _release_leases(settings: Settings, owner: str) -> tuple[int, int]:
+    from digibridge.app import open_store  # noqa: PLC0415 - the web app only when needed
+
+    store = open_store(settings, SystemClock(), worker=True)
+    await store.open()
+    try:
+        return await store.release_leases(owner), await store.release_dmks_leases(owner)
+    finally:
+        await store.close()
+
+
 class _Supervisor:
     def __init__(
         self,
@@ -235,6 +263,8 @@ class _Supervisor:
             self._workers[slot] = None
             if worker.process.pid is not None:  # its live gauges (readiness) count no more
                 multiprocess.mark_process_dead(worker.process.pid, self._metrics_dir)  # type: ignore[no-untyped-call]
+                if code != 0:
+                    _hand_back_leases(self._settings, worker.process.pid)
             if self._stopping is not None:
                 if code != 0:
                     self._failed = True

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,10 +24,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from digibridge.delivery.signing import generate_secret
+from digibridge.store.types import process_owner
 from tests.support.gateway import GatewayProcess, send_message
 from tests.support.net import free_port, wait_until
 from tests.support.postgres import fresh_schema
-from tests.support.sinks import ScriptedSink
+from tests.support.sinks import Reply, ScriptedSink
 
 pytestmark = pytest.mark.e2e
 
@@ -121,8 +123,23 @@ def _share_and_deliver(gateway: GatewayProcess, receiver: ScriptedSink) -> list[
     return log_lines(gateway)
 
 
+def pending(gateway: GatewayProcess, owner: str | None = None) -> int:
+    """How many deliveries are still pending (leased by `owner`, if given), read from the file
+    beside the running gateway."""
+    with contextlib.closing(sqlite3.connect(gateway.data_dir / "digibridge.db")) as database:
+        (count,) = database.execute(
+            "SELECT count(*) FROM deliveries WHERE status = 'pending'"
+            " AND (:owner IS NULL OR lease_owner = :owner)",
+            {"owner": owner},
+        ).fetchone()
+    return int(count)
+
+
 def test_a_killed_worker_is_replaced_and_no_acknowledged_event_is_lost(tmp_path: Path) -> None:
-    receiver = ScriptedSink()
+    """The worker is killed while it has webhooks in flight (the receiver answers slowly):
+    its parent hands its leases back at once, so its deliveries go out again within the test,
+    not after their leases run out minutes later."""
+    receiver = ScriptedSink(default=Reply(delay=0.3))
     receiver.start()
     gateway = GatewayProcess(tmp_path, workers=2).start()
     acknowledged: list[str] = []
@@ -144,6 +161,8 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_event_is_lost(tmp_path:
             sender.start()
         wait_until(lambda: len(acknowledged) >= 20, timeout=30, what="messages acknowledged")
         victim = min(before)
+        in_flight = process_owner(victim)
+        wait_until(lambda: pending(gateway, in_flight), timeout=30, what="a webhook in flight")
         os.kill(victim, signal.SIGKILL)
         wait_until(
             lambda: len(worker_pids(gateway) - before) == 1,
@@ -160,6 +179,8 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_event_is_lost(tmp_path:
             timeout=60,
             what="every acknowledged event delivered",
         )
+        # Also those whose sending the kill cut short, or that were claimed and not yet sent.
+        wait_until(lambda: pending(gateway) == 0, timeout=60, what="every delivery recorded")
         lines = log_lines(gateway)
     finally:
         stop.set()
@@ -168,6 +189,10 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_event_is_lost(tmp_path:
 
     assert victim not in worker_pids_of(lines, "gateway_stopped")
     assert any(line["event"] == "worker_died" and line["pid"] == victim for line in lines)
+    assert any(
+        line["event"] == "leases_released" and line["pid"] == victim and line["count"] >= 1
+        for line in lines
+    )
 
 
 def worker_pids_of(lines: list[dict[str, Any]], event: str) -> set[int]:

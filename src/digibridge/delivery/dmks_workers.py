@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +23,7 @@ from digibridge.delivery.retry import RetryPolicy
 from digibridge.events.terugmeldingen import for_owner
 from digibridge.mapping.reverse import ReverseMappings
 from digibridge.mapping.types import MappingError
-from digibridge.store.types import Store
+from digibridge.store.types import Store, process_owner
 
 log = structlog.get_logger("digibridge.terugmeldingen")
 
@@ -89,7 +87,7 @@ def dmks_workers(
         policy=policy,
         matcher=for_owner,
         clock=clock,
-        owner=f"{socket.gethostname()}:{os.getpid()}",
+        owner=process_owner(),
     )
     poller = StatusPoller(
         store,

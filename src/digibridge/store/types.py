@@ -9,6 +9,8 @@ their own types into these records.
 from __future__ import annotations
 
 import enum
+import os
+import socket
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,6 +18,12 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from digibridge.errors import DigibridgeError
+
+
+def process_owner(pid: int | None = None) -> str:
+    """The name a gateway process (this one, or `pid` on this host) leases work under: host and
+    pid. A supervisor hands back by it what a worker held when it died."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
 class StoreError(DigibridgeError):
