@@ -154,11 +154,13 @@ async def _own_store(settings: Settings) -> int | None:
     return fd
 
 
-def _hand_back_leases(settings: Settings, pid: int) -> None:
+def _hand_back_leases(settings: Settings, pid: int | None) -> None:
     """Return to the queue what a dead worker had leased: deliveries and DigiMelding requests.
     Left alone, they would wait for their leases to run out (minutes), while its siblings'
     leases in the same store are live and must stay. Sent again, they may arrive twice, as
     after any crash (at-least-once)."""
+    if pid is None:  # never started
+        return
     owner = process_owner(pid)
     try:
         released, dmks_released = asyncio.run(_release_leases(settings, owner))
@@ -263,11 +265,10 @@ class _Supervisor:
             self._workers[slot] = None
             if worker.process.pid is not None:  # its live gauges (readiness) count no more
                 multiprocess.mark_process_dead(worker.process.pid, self._metrics_dir)  # type: ignore[no-untyped-call]
-                if code != 0:
-                    _hand_back_leases(self._settings, worker.process.pid)
             if self._stopping is not None:
                 if code != 0:
                     self._failed = True
+                    _hand_back_leases(self._settings, worker.process.pid)
                 continue
             if code == STARTUP_FAILURE:
                 log.error("worker_failed_to_start", pid=worker.process.pid)
@@ -276,6 +277,7 @@ class _Supervisor:
                 self._send(signal.SIGTERM)
                 continue
             log.error("worker_died", pid=worker.process.pid, exit_code=code)
+            _hand_back_leases(self._settings, worker.process.pid)
             if time.monotonic() - worker.started < _RESTART_DELAY:
                 time.sleep(_RESTART_DELAY)
             self._start(slot)
