@@ -53,7 +53,7 @@ from digibridge.logs import configure_logging
 from digibridge.metrics import MULTIPROCESS_DIR
 from digibridge.store import _file_locks
 from digibridge.store.sqlite import SqliteStore
-from digibridge.store.types import process_owner
+from digibridge.store.types import Store, process_owner
 
 log = structlog.get_logger("digibridge.supervisor")
 _spawn = multiprocessing.get_context("spawn")
@@ -139,13 +139,7 @@ async def _own_store(settings: Settings) -> int | None:
         return None
     fd = _file_locks.own(path)
     try:
-        store = SqliteStore(path, shared=True)
-        await store.open()
-        try:
-            released = await store.release_leases()
-            dmks_released = await store.release_dmks_leases()
-        finally:
-            await store.close()
+        released, dmks_released = await _release_in(SqliteStore(path, shared=True), None)
     except BaseException:
         _file_locks.disown(fd)
         raise
@@ -174,7 +168,12 @@ def _hand_back_leases(settings: Settings, pid: int | None) -> None:
 async def _release_leases(settings: Settings, owner: str) -> tuple[int, int]:
     from digibridge.app import open_store  # noqa: PLC0415 - the web app only when needed
 
-    store = open_store(settings, SystemClock(), worker=True)
+    return await _release_in(open_store(settings, SystemClock(), worker=True), owner)
+
+
+async def _release_in(store: Store, owner: str | None) -> tuple[int, int]:
+    """Open `store`, return `owner`'s leases (everyone's when None) to the queue, close it: how
+    many deliveries and DigiMelding requests."""
     await store.open()
     try:
         return await store.release_leases(owner), await store.release_dmks_leases(owner)
