@@ -44,6 +44,11 @@ def shown(result: Result) -> dict[str, Any]:
         ("type.toml", 'port = "eighty"\n', "port in {file}: Input should be a valid integer"),
         ("range.yaml", "port: 70000\n", "port in {file}: Input should be less than"),
         (
+            "timeout.toml",
+            "worker_timeout = 0.5\n",
+            "worker_timeout in {file}: must be 0 (never) or at least 1 second",
+        ),
+        (
             "nested.toml",
             '[registries.BRP]\noins = ["123"]\n',
             "registries in {file}, at BRP.oins: '123' is not an OIN",

@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     #: Gateway processes serving one socket (`serve --workers`): one process uses one core
     #: (docs/scaling.md).
     workers: int = Field(default=1, ge=1, le=64)
+    #: Seconds a worker of `serve --workers` may go without its event loop turning before the
+    #: parent dumps its threads' stacks and replaces it; 0: never (docs/scaling.md).
+    worker_timeout: float = Field(default=30.0, ge=0, le=3600)
     #: Base URL consumers use to reach this gateway (dataschema links, WSDL address).
     public_url: str | None = None
     #: `WebHook-Request-Origin` of the validation handshake and of every delivery: the DNS name
@@ -245,6 +248,13 @@ class Settings(BaseSettings):
     def _cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    @field_validator("worker_timeout")
+    @classmethod
+    def _worker_timeout(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (never) or at least 1 second")
         return value
 
     @field_validator("store_url")

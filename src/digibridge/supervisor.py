@@ -17,7 +17,10 @@ The parent
   a worker that reloads on `POST /v1/admin/reload` sends its parent SIGHUP, so all reload;
 - gives the workers a folder for their metrics, which `/metrics` on any of them adds up;
 - starts a worker again when one dies, unless it died before it served: then the next would
-  too, and the parent stops them all.
+  too, and the parent stops them all;
+- replaces a worker that is alive but stuck: its event loop has not turned (its heartbeat)
+  for `worker_timeout` seconds. The parent first has it write its threads' stacks to the log
+  (faulthandler, on SIGUSR1), then kills it, and from there on it is a dead worker.
 A worker stops by itself (drains, as on SIGTERM) when its parent is gone, so a killed parent
 leaves no gateway behind holding the file.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import multiprocessing
 import os
 import shutil
@@ -49,6 +53,7 @@ from uvicorn.config import STARTUP_FAILURE
 from digibridge.clock import SystemClock
 from digibridge.config import Settings
 from digibridge.errors import DigibridgeError
+from digibridge.heartbeat import Heartbeat
 from digibridge.logs import configure_logging
 from digibridge.metrics import MULTIPROCESS_DIR
 from digibridge.store import _file_locks
@@ -63,6 +68,10 @@ _STOP_MARGIN = 15.0
 _RESTART_DELAY = 1.0
 #: How often a worker checks that its parent still lives.
 _PARENT_CHECK = 1.0
+#: The signal on which a worker writes its threads' stacks to stderr (before a stuck one is
+#: killed), and the seconds it is given to.
+DUMP_STACKS = signal.SIGUSR1
+_DUMP_WAIT = 1.0
 
 
 class InheritedFd:
@@ -83,7 +92,10 @@ def _inherit(duplicate: Any) -> InheritedFd:
 @dataclass
 class _Worker:
     process: SpawnProcess
+    heartbeat: Heartbeat
     started: float = field(default_factory=time.monotonic)
+    #: When the parent found it stuck and asked for its stacks.
+    stuck_at: float | None = None
 
 
 def run(settings: Settings) -> None:
@@ -216,6 +228,7 @@ class _Supervisor:
                     os.read(wake_reader, 512)
                 self._handle_signals()
                 self._reap()
+                self._replace_stuck()
                 self._kill_overdue()
         finally:
             signal.set_wakeup_fd(previous_fd)
@@ -231,13 +244,15 @@ class _Supervisor:
         return _RESTART_DELAY if self._stopping is None else 1.0
 
     def _start(self, slot: int) -> None:
+        # A worker that drains stops beating: it is given the stop's own time limit for that.
+        heartbeat = Heartbeat(grace=self._settings.shutdown_timeout + _STOP_MARGIN)
         process = _spawn.Process(
             target=_worker_main,
-            args=(self._settings, self._listeners[slot], self._owner),
+            args=(self._settings, self._listeners[slot], self._owner, heartbeat),
             name=f"digibridge-worker-{slot}",
         )
         process.start()
-        self._workers[slot] = _Worker(process)
+        self._workers[slot] = _Worker(process, heartbeat)
 
     def _handle_signals(self) -> None:
         while self._signals:
@@ -282,6 +297,28 @@ class _Supervisor:
             self._start(slot)
             log.info("worker_restarted", pid=self._workers[slot].process.pid)  # type: ignore[union-attr]
 
+    def _replace_stuck(self) -> None:
+        """A worker whose loop has not turned for `worker_timeout` seconds: ask for its stacks,
+        and kill it a moment later (`_reap` then hands back its leases and starts another).
+        Not while stopping: `_kill_overdue` sees to a stop that hangs."""
+        timeout = self._settings.worker_timeout
+        if not timeout or self._stopping is not None:
+            return
+        now = time.monotonic()
+        for worker in self._workers:
+            if worker is None or worker.process.pid is None or not worker.process.is_alive():
+                continue
+            if worker.stuck_at is not None:
+                if now - worker.stuck_at >= _DUMP_WAIT:
+                    worker.process.kill()
+                continue
+            silent = worker.heartbeat.silent_for()
+            if silent is not None and silent > timeout:
+                log.error("worker_stuck", pid=worker.process.pid, silent_seconds=round(silent, 1))
+                worker.stuck_at = now
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.process.pid, DUMP_STACKS)
+
     def _kill_overdue(self) -> None:
         if self._stopping is None:
             return
@@ -294,13 +331,21 @@ class _Supervisor:
                 worker.process.kill()
 
 
-def _worker_main(settings: Settings, listener: socket.socket, owner: InheritedFd | None) -> None:
-    """A worker: the whole gateway, serving `listener`. `owner`, the store's lock shared with
-    the parent, stays open until this process exits."""
+def _worker_main(
+    settings: Settings,
+    listener: socket.socket,
+    owner: InheritedFd | None,
+    heartbeat: Heartbeat,
+) -> None:
+    """A worker: the whole gateway, serving `listener`, beating `heartbeat` while its loop
+    turns. `owner`, the store's lock shared with the parent, stays open until this process
+    exits."""
     from digibridge import serving  # noqa: PLC0415 - imported in the worker, after the spawn
     from digibridge.app import create_app  # noqa: PLC0415
 
     configure_logging(settings.log_format, settings.log_level, worker=os.getpid())
+    # Works while the loop is stuck: the stacks are written by a C-level signal handler.
+    faulthandler.register(DUMP_STACKS, file=sys.stderr, all_threads=True)
     try:
         app = create_app(settings, worker=True)
         app.state.runtime.reload_siblings = partial(os.kill, os.getppid(), signal.SIGHUP)
@@ -308,7 +353,7 @@ def _worker_main(settings: Settings, listener: socket.socket, owner: InheritedFd
         log.error("worker_failed_to_start", error=str(exc))
         sys.exit(STARTUP_FAILURE)
     _stop_when_orphaned(os.getppid())
-    serving.serve_app(app, settings, sockets=[listener])
+    serving.serve_app(app, settings, sockets=[listener], heartbeat=heartbeat)
 
 
 def _stop_when_orphaned(parent: int) -> None:

@@ -1,8 +1,8 @@
 """`digibridge serve --workers 2`: several gateway processes on one port and one SQLite file.
 
 Messages spread over the workers, every acknowledged event is delivered once, a killed worker
-is replaced without losing anything, a stop drains every worker, and a killed parent leaves no
-worker behind holding the file."""
+is replaced without losing anything, and so is a stuck one, a stop drains every worker, and a
+killed parent leaves no worker behind holding the file."""
 
 from __future__ import annotations
 
@@ -193,6 +193,105 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_event_is_lost(tmp_path:
         line["event"] == "leases_released" and line["pid"] == victim and line["count"] >= 1
         for line in lines
     )
+
+
+def test_a_stuck_worker_is_replaced_and_its_connections_are_served(tmp_path: Path) -> None:
+    """SIGSTOP: the worker is alive but its event loop does not turn, and the kernel still
+    queues new connections for it. Its parent notices the silent heartbeat, kills it and starts
+    another on the same socket, which serves what was queued."""
+    receiver = ScriptedSink()
+    receiver.start()
+    gateway = GatewayProcess(tmp_path, {"DIGIBRIDGE_WORKER_TIMEOUT": "2"}, workers=2).start()
+    try:
+        subscribe(gateway, receiver)
+        before = worker_pids(gateway)
+        victim = min(before)
+        os.kill(victim, signal.SIGSTOP)
+        # About half of these connections go to the stopped worker's socket and wait there.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            sent = list(pool.map(lambda _: send_message(gateway), range(12)))
+        acknowledged = [event for events in sent for event in events]
+        wait_until(
+            lambda: len(worker_pids(gateway) - before) == 1,
+            timeout=30,
+            what="a new worker in the stuck one's place",
+        )
+        wait_until(
+            lambda: set(acknowledged) <= set(delivered(receiver)),
+            timeout=30,
+            what="every acknowledged event delivered",
+        )
+        lines = log_lines(gateway)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGCONT)
+        gateway.stop()
+        receiver.stop()
+
+    stuck = [line for line in lines if line["event"] == "worker_stuck"]
+    assert [line["pid"] for line in stuck] == [victim]
+    assert stuck[0]["silent_seconds"] >= 2
+    assert any(line["event"] == "worker_died" and line["pid"] == victim for line in lines)
+
+
+def test_a_worker_that_drains_by_itself_is_not_taken_for_stuck(tmp_path: Path) -> None:
+    """A worker sent SIGTERM on its own stops beating while it waits for a slow webhook; its
+    parent gives it the stop's time limit and starts another once it has drained."""
+    receiver = ScriptedSink(default=Reply(delay=3))
+    receiver.start()
+    gateway = GatewayProcess(tmp_path, {"DIGIBRIDGE_WORKER_TIMEOUT": "1"}, workers=2).start()
+    try:
+        subscribe(gateway, receiver)
+        before = worker_pids(gateway)
+        victim = min(before)
+        in_flight = process_owner(victim)
+        stop = threading.Event()
+
+        def keep_sending() -> None:
+            while not stop.is_set() and not pending(gateway, in_flight):
+                send_message(gateway)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            senders = [pool.submit(keep_sending) for _ in range(2)]
+            wait_until(lambda: pending(gateway, in_flight), timeout=30, what="a webhook in flight")
+            stop.set()
+            for sender in senders:
+                sender.result()
+        os.kill(victim, signal.SIGTERM)
+        wait_until(
+            lambda: len(worker_pids(gateway) - before) == 1,
+            timeout=30,
+            what="a new worker in the drained one's place",
+        )
+        lines = log_lines(gateway)
+    finally:
+        gateway.stop()
+        receiver.stop()
+
+    assert victim in worker_pids_of(lines, "gateway_stopped")
+    assert not [line for line in lines if line["event"] == "worker_stuck"]
+    died = [line for line in lines if line["event"] == "worker_died" and line["pid"] == victim]
+    assert [line["exit_code"] for line in died] == [0]
+
+
+def test_a_worker_writes_its_threads_stacks_on_sigusr1_and_serves_on(tmp_path: Path) -> None:
+    """What the parent asks of a stuck worker before it kills it, so the log shows where it
+    was stuck; asked of a worker that is fine, it changes nothing."""
+    gateway = GatewayProcess(tmp_path, workers=2).start()
+    try:
+        worker = min(worker_pids(gateway))
+        os.kill(worker, signal.SIGUSR1)
+        wait_until(
+            lambda: "most recent call first" in gateway.log(),
+            timeout=10,
+            what="the worker's stacks in the log",
+        )
+        assert "digibridge-sqlite" in gateway.log() or "uvicorn" in gateway.log()
+        assert worker in worker_pids(gateway)
+        for _ in range(4):
+            send_message(gateway)
+    finally:
+        assert gateway.stop() == 0
 
 
 def worker_pids_of(lines: list[dict[str, Any]], event: str) -> set[int]:
