@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, start_all
 
 from bench._common import (
     SCALE,
@@ -113,9 +113,10 @@ async def run(
         receiver([sink_port], record=True),
         helper_process(["bench._bare", "bridge", str(bare_port), sink], [bare_port]),
     ):
-        gateway = GatewayProcess(Path(folder) / "one").start()
-        workers = GatewayProcess(Path(folder) / "workers", workers=WORKERS).start()
+        gateway = GatewayProcess(Path(folder) / "one")
+        workers = GatewayProcess(Path(folder) / "workers", workers=WORKERS)
         try:
+            start_all([gateway, workers])
             for target in (gateway, workers):
                 subscribe(target, sink)
                 await through(target.wus_url, stats_url, max(20, count // 10))  # warm-up
@@ -129,8 +130,9 @@ async def run(
             sent = await paced(gateway.wus_url, batch, rate=RATE)
             arrived = await wait_for(stats_url, set(sent))
         finally:
-            gateway.stop()
-            workers.stop()
+            for target in (gateway, workers):
+                if target.process is not None:
+                    target.stop()
     latencies = [(arrived[event_id] - sent[event_id]) * 1000 for event_id in sent]
     return [
         Figure(

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, start_all
 
 from bench._common import Figure, alternate, free_port, helper_process, median, run_one, scaled
 from bench._load import post_all, requests
@@ -34,9 +34,10 @@ async def run(quick: bool, *, count: int | None = None) -> list[Figure]:
         tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder,
         helper_process(["bench._bare", "ingest", str(bare_port)], [bare_port]),
     ):
-        gateway = GatewayProcess(Path(folder) / "one").start()
-        workers = GatewayProcess(Path(folder) / "workers", workers=WORKERS).start()
+        gateway = GatewayProcess(Path(folder) / "one")
+        workers = GatewayProcess(Path(folder) / "workers", workers=WORKERS)
         try:
+            start_all([gateway, workers])
 
             async def through(target: GatewayProcess) -> float:
                 batch = [request.body for request in requests(count)]
@@ -56,8 +57,9 @@ async def run(quick: bool, *, count: int | None = None) -> list[Figure]:
             )
             rounds = await alternate(lambda: through(gateway), lambda: through(workers), bare)
         finally:
-            gateway.stop()
-            workers.stop()
+            for target in (gateway, workers):
+                if target.process is not None:
+                    target.stop()
     return [
         Figure(
             name="ingest",

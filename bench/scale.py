@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, start_all
 from tests.support.postgres import fresh_schema, unreachable_reason
 
 from bench._common import Figure, Skipped, free_port, receiver, scaled
@@ -69,8 +69,7 @@ async def measure(folder: Path, store_url: str | None, instances: int, load: Loa
     env = {} if store_url is None else {"DIGIBRIDGE_STORE_URL": store_url}
     gateways = [GatewayProcess(folder / f"gateway-{n}", env=env) for n in range(instances)]
     try:
-        for gateway in gateways:
-            gateway.start(timeout=60)
+        start_all(gateways)
         subscribe(gateways[0], load.sink)
         urls = [gateway.wus_url for gateway in gateways]
         await through(urls, load.stats_url, max(10, load.count // 10))  # warm-up

@@ -47,6 +47,12 @@ class GatewayProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 30.0) -> GatewayProcess:
+        self.launch()
+        self.wait_ready(timeout=timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready (`wait_ready`)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._started_before = self._log_count('"gateway_started"')
         with self.log_path.open("ab") as log:
@@ -57,8 +63,9 @@ class GatewayProcess:
                 env=self.env,
                 cwd=self.data_dir,
             )
+
+    def wait_ready(self, *, timeout: float = 30.0) -> None:
         wait_until(self._ready, timeout=timeout, what=f"gateway ready ({self.log_path})")
-        return self
 
     def _ready(self) -> bool:
         assert self.process is not None
@@ -102,6 +109,15 @@ class GatewayProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def start_all(gateways: list[GatewayProcess], *, timeout: float = 60.0) -> None:
+    """Start `gateways` side by side, so their starts (mostly imports) overlap; return when
+    every one is ready. On failure the caller stops those whose `process` is set."""
+    for gateway in gateways:
+        gateway.launch()
+    for gateway in gateways:
+        gateway.wait_ready(timeout=timeout)
 
 
 def send_message(gateway: GatewayProcess) -> list[str]:
