@@ -171,9 +171,9 @@ class Backlog:
     """A store of its own with `size` deliveries queued for one subscription; `claim_time`
     measures its claims, each recording the previous claim's deliveries as delivered."""
 
-    def __init__(self, folder: Path, size: int) -> None:
+    def __init__(self, path: Path, size: int) -> None:
         self.size = size
-        self.store = SqliteStore(folder / f"backlog-{size}.db")
+        self.store = SqliteStore(path)
         self._completed: list[Completion] = []
 
     async def fill(self) -> None:
@@ -219,7 +219,7 @@ async def backlog(quick: bool) -> list[Figure]:
     sizes = [scaled(n, 1000) for n in ([10_000, 50_000] if quick else [10_000, 100_000, 1_000_000])]
     memory: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-backlog-") as folder:
-        backlogs = [Backlog(Path(folder), size) for size in sizes]
+        backlogs = [Backlog(Path(folder) / f"backlog-{n}.db", size) for n, size in enumerate(sizes)]
         try:
             for queued in backlogs:
                 await queued.fill()
