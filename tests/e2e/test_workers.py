@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -124,24 +125,44 @@ def _share_and_deliver(gateway: GatewayProcess, receiver: ScriptedSink) -> list[
 
 
 def pending(gateway: GatewayProcess, owner: str | None = None) -> int:
-    """How many deliveries are still pending (leased by `owner`, if given), read from the file
-    beside the running gateway."""
-    with contextlib.closing(sqlite3.connect(gateway.data_dir / "digibridge.db")) as database:
-        (count,) = database.execute(
+    """How many deliveries are still pending (leased by `owner`, if given), read from the
+    running gateway's store: the SQLite file beside it, or its PostgreSQL schema."""
+    url = gateway.env["DIGIBRIDGE_STORE_URL"]
+    if url.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as database:
+            (count,) = database.execute(
+                "SELECT count(*) FROM deliveries WHERE status = 'pending'"
+                " AND (:owner IS NULL OR lease_owner = :owner)",
+                {"owner": owner},
+            ).fetchone()
+        return int(count)
+    with psycopg.connect(url) as connection:
+        row = connection.execute(
             "SELECT count(*) FROM deliveries WHERE status = 'pending'"
-            " AND (:owner IS NULL OR lease_owner = :owner)",
+            " AND (%(owner)s::text IS NULL OR lease_owner = %(owner)s)",
             {"owner": owner},
         ).fetchone()
-    return int(count)
+    assert row is not None
+    return int(row[0])
 
 
-def test_a_killed_worker_is_replaced_and_no_acknowledged_event_is_lost(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_killed_worker_is_replaced_and_no_acknowledged_event_is_lost(
+    store: str, tmp_path: Path
+) -> None:
     """The worker is killed while it has webhooks in flight (the receiver answers slowly):
     its parent hands its leases back at once, so its deliveries go out again within the test,
     not after their leases run out minutes later."""
+    schema = fresh_schema() if store == "postgres" else contextlib.nullcontext(None)
+    with schema as store_url:
+        env = {} if store_url is None else {"DIGIBRIDGE_STORE_URL": store_url}
+        _kill_a_worker_in_flight(GatewayProcess(tmp_path, env, workers=2))
+
+
+def _kill_a_worker_in_flight(gateway: GatewayProcess) -> None:
     receiver = ScriptedSink(default=Reply(delay=0.3))
     receiver.start()
-    gateway = GatewayProcess(tmp_path, workers=2).start()
+    gateway.start()
     acknowledged: list[str] = []
     stop = threading.Event()
 
