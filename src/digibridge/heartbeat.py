@@ -1,12 +1,25 @@
-"""A worker's heartbeat: shared memory in which a worker of `serve --workers` records when its
-event loop last turned, for its parent to see a worker that is alive but stuck (a blocking
-call on the loop, a deadlock, a loop that never ends) and replace it."""
+"""Seeing a gateway process that is alive but stuck (a blocking call on the event loop, a
+deadlock, a loop that never ends): a worker's heartbeat, shared memory in which a worker of
+`serve --workers` records when its event loop last turned, for its parent to read; and the
+signal on which any gateway process writes its threads' stacks to stderr."""
 
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import multiprocessing
+import signal
+import sys
 import time
+
+#: `kill -USR1`: write every thread's stack to stderr and go on.
+DUMP_STACKS = signal.SIGUSR1
+
+
+def write_stacks_on_signal() -> None:
+    """From now on, DUMP_STACKS writes this process's stacks: from a C-level handler, so it
+    works while the event loop is stuck."""
+    faulthandler.register(DUMP_STACKS, file=sys.stderr, all_threads=True)
 
 
 class Heartbeat:

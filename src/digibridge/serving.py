@@ -26,7 +26,7 @@ from uvicorn.config import STARTUP_FAILURE
 
 from digibridge.app import drain
 from digibridge.config import Settings
-from digibridge.heartbeat import Heartbeat
+from digibridge.heartbeat import Heartbeat, write_stacks_on_signal
 
 
 class GatewayServer(uvicorn.Server):
@@ -81,6 +81,7 @@ def serve_app(
     # uvicorn drains on SIGTERM, then raises the signal again for the handler it found: this
     # one, so a drained stop exits 0 (a stop before the server runs has nothing to drain).
     signal.signal(signal.SIGTERM, _exit_drained)
+    write_stacks_on_signal()
     run(
         app,
         # Not ready, event streams ended, no new deliveries claimed: before the listener closes.

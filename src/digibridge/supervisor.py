@@ -13,14 +13,15 @@ The parent
 - owns a SQLite file: it takes the file's lock and releases the leases a killed process left,
   once, before any worker starts; the workers inherit the lock, so it lasts as long as the last
   of them;
-- forwards SIGTERM and SIGINT (drain and stop) and SIGHUP (reload the mappings) to every worker;
-  a worker that reloads on `POST /v1/admin/reload` sends its parent SIGHUP, so all reload;
+- forwards SIGTERM and SIGINT (drain and stop), SIGHUP (reload the mappings) and SIGUSR1
+  (write your stacks) to every worker; a worker that reloads on `POST /v1/admin/reload` sends
+  its parent SIGHUP, so all reload;
 - gives the workers a folder for their metrics, which `/metrics` on any of them adds up;
 - starts a worker again when one dies, unless it died before it served: then the next would
   too, and the parent stops them all;
 - replaces a worker that is alive but stuck: its event loop has not turned (its heartbeat)
   for `worker_timeout` seconds. The parent first has it write its threads' stacks to the log
-  (faulthandler, on SIGUSR1), then kills it, and from there on it is a dead worker.
+  (SIGUSR1), then kills it, and from there on it is a dead worker.
 A worker stops by itself (drains, as on SIGTERM) when its parent is gone, so a killed parent
 leaves no gateway behind holding the file.
 """
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import faulthandler
 import multiprocessing
 import os
 import shutil
@@ -53,7 +53,7 @@ from uvicorn.config import STARTUP_FAILURE
 from digibridge.clock import SystemClock
 from digibridge.config import Settings
 from digibridge.errors import DigibridgeError
-from digibridge.heartbeat import Heartbeat
+from digibridge.heartbeat import DUMP_STACKS, Heartbeat
 from digibridge.logs import configure_logging
 from digibridge.metrics import MULTIPROCESS_DIR
 from digibridge.store import _file_locks
@@ -68,9 +68,7 @@ _STOP_MARGIN = 15.0
 _RESTART_DELAY = 1.0
 #: How often a worker checks that its parent still lives.
 _PARENT_CHECK = 1.0
-#: The signal on which a worker writes its threads' stacks to stderr (before a stuck one is
-#: killed), and the seconds it is given to.
-DUMP_STACKS = signal.SIGUSR1
+#: Seconds a stuck worker is given to write its stacks before it is killed.
 _DUMP_WAIT = 1.0
 
 
@@ -215,7 +213,7 @@ class _Supervisor:
         os.set_blocking(wake_reader, False)
         os.set_blocking(wake_writer, False)
         previous_fd = signal.set_wakeup_fd(wake_writer)
-        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, DUMP_STACKS):
             signal.signal(number, self._note)
         try:
             for slot in range(len(self._workers)):
@@ -257,8 +255,8 @@ class _Supervisor:
     def _handle_signals(self) -> None:
         while self._signals:
             number = self._signals.pop(0)
-            if number == signal.SIGHUP:
-                self._send(signal.SIGHUP)
+            if number in (signal.SIGHUP, DUMP_STACKS):
+                self._send(number)
             elif self._stopping is None:
                 log.info("workers_stopping", signal=signal.Signals(number).name)
                 self._stopping = time.monotonic()
@@ -344,8 +342,6 @@ def _worker_main(
     from digibridge.app import create_app  # noqa: PLC0415
 
     configure_logging(settings.log_format, settings.log_level, worker=os.getpid())
-    # Works while the loop is stuck: the stacks are written by a C-level signal handler.
-    faulthandler.register(DUMP_STACKS, file=sys.stderr, all_threads=True)
     try:
         app = create_app(settings, worker=True)
         app.state.runtime.reload_siblings = partial(os.kill, os.getppid(), signal.SIGHUP)

@@ -295,20 +295,28 @@ def test_a_worker_that_drains_by_itself_is_not_taken_for_stuck(tmp_path: Path) -
     assert [line["exit_code"] for line in died] == [0]
 
 
-def test_a_worker_writes_its_threads_stacks_on_sigusr1_and_serves_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigusr1_writes_every_gateway_process_s_stacks_and_changes_nothing(
+    workers: int, tmp_path: Path
+) -> None:
     """What the parent asks of a stuck worker before it kills it, so the log shows where it
-    was stuck; asked of a worker that is fine, it changes nothing."""
-    gateway = GatewayProcess(tmp_path, workers=2).start()
+    was stuck. Sent to the gateway (to the parent, with `--workers`, which passes it on), it
+    writes the stacks of every process that serves, which then serve on."""
+    gateway = GatewayProcess(tmp_path, workers=workers).start()
+    assert gateway.process is not None
     try:
-        worker = min(worker_pids(gateway))
-        os.kill(worker, signal.SIGUSR1)
+        before = worker_pids(gateway) if workers > 1 else set()
+        gateway.process.send_signal(signal.SIGUSR1)
+        # One dump per process, each naming the thread that wrote it "Current thread".
         wait_until(
-            lambda: "most recent call first" in gateway.log(),
+            lambda: gateway.log().count("Current thread 0x") == workers,
             timeout=10,
-            what="the worker's stacks in the log",
+            what="every process's stacks in the log",
         )
-        assert "digibridge-sqlite" in gateway.log() or "uvicorn" in gateway.log()
-        assert worker in worker_pids(gateway)
+        assert "serving.py" in gateway.log()  # where the main thread waits: the served loop
+        assert gateway.alive()
+        if workers > 1:
+            assert worker_pids(gateway) == before
         for _ in range(4):
             send_message(gateway)
     finally:
