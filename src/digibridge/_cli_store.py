@@ -17,17 +17,20 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import psycopg
 
 from digibridge._cli_config import mask_url
 from digibridge.errors import DigibridgeError
-from digibridge.store import transfer
-from digibridge.store.postgres import PostgresStore
 from digibridge.store.sqlite import SqliteStore
-from digibridge.store.transfer import TableCheck, TransferError
+
+# PostgreSQL's driver and the copy itself are imported when a command runs: every other
+# command, `serve` above all, starts without them.
+if TYPE_CHECKING:
+    import psycopg
+
+    from digibridge.store.transfer import TableCheck
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
@@ -110,6 +113,10 @@ def verify(source: str, target: str) -> None:
 
 
 def _run(path: Path, url: str, *, copy: bool) -> list[TableCheck]:
+    import psycopg  # noqa: PLC0415
+
+    from digibridge.store.transfer import TransferError  # noqa: PLC0415
+
     try:
         return asyncio.run(_opened(path, url, copy=copy))
     except TransferError as error:
@@ -120,6 +127,11 @@ def _run(path: Path, url: str, *, copy: bool) -> list[TableCheck]:
 
 async def _opened(path: Path, url: str, *, copy: bool) -> list[TableCheck]:
     """Bring both schemas up to date, hold the SQLite lock, and compare (after copying)."""
+    import psycopg  # noqa: PLC0415
+
+    from digibridge.store.postgres import PostgresStore  # noqa: PLC0415
+    from digibridge.store.transfer import TransferError  # noqa: PLC0415
+
     sqlite_store = SqliteStore(path)
     await sqlite_store.open()
     try:
@@ -153,6 +165,10 @@ def _source(path: Path) -> Iterator[sqlite3.Connection]:
 def _transfer(
     source: sqlite3.Connection, target: psycopg.Connection[Any], *, copy: bool
 ) -> list[TableCheck]:
+    import psycopg  # noqa: PLC0415
+
+    from digibridge.store import transfer  # noqa: PLC0415
+
     # One snapshot of the target for the whole comparison, as the source has.
     target.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     target.execute("SET TIME ZONE 'UTC'")
@@ -161,10 +177,12 @@ def _transfer(
         try:
             transfer.lock(target, plans)
         except psycopg.errors.LockNotAvailable:
-            raise TransferError("the PostgreSQL store is in use: stop its gateways") from None
+            raise transfer.TransferError(
+                "the PostgreSQL store is in use: stop its gateways"
+            ) from None
         occupied = transfer.occupied(target, plans)
         if occupied:
-            raise TransferError(
+            raise transfer.TransferError(
                 "the PostgreSQL store already holds data (in "
                 + ", ".join(occupied)
                 + "); migrate into a new, empty database or schema"

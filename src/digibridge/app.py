@@ -12,6 +12,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import Depends, FastAPI
@@ -52,7 +53,6 @@ from digibridge.mapping.engine import MappingSet
 from digibridge.metrics import Metrics, timed
 from digibridge.otel import spans_for
 from digibridge.runtime import MappingsRefused, Runtime, load_checked_mappings
-from digibridge.store.postgres import PostgresStore
 from digibridge.store.sqlite import SqliteStore
 from digibridge.store.types import CircuitPolicy, Store, process_owner
 from digibridge.tracing import Spans, TraceMiddleware
@@ -60,6 +60,9 @@ from digibridge.wus.inbound import DigileveringEndpoint
 from digibridge.wus.routes import InboundSoap, WsdlRoute
 from digibridge.wus.security import configure as configure_wus_security
 from digibridge.wus.tls import PeerIdentity
+
+if TYPE_CHECKING:
+    from digibridge.store.postgres import PostgresStore
 
 log = structlog.get_logger("digibridge")
 API_VERSION = "1.0.0"
@@ -71,9 +74,11 @@ def open_store(
 ) -> SqliteStore | PostgresStore:
     """The store `store_url` names (not opened yet): a SQLite file (shared with the other
     workers of `serve --workers` when `worker`), or a PostgreSQL database shared with other
-    instances."""
+    instances. The PostgreSQL store (and its driver) is imported only for PostgreSQL."""
     path = settings.sqlite_path
     if path is None:
+        from digibridge.store.postgres import PostgresStore  # noqa: PLC0415
+
         return PostgresStore(
             settings.store_url,
             clock=clock,

@@ -11,10 +11,12 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from digibridge.store.types import StoreError
+
+if TYPE_CHECKING:
+    import psycopg
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -98,6 +100,8 @@ async def apply_postgres(
     Every transaction first takes an advisory lock for the schema and then reads what is applied,
     so instances starting together wait for each other and each migration runs once. `connection`
     must be in autocommit mode."""
+    import psycopg  # noqa: PLC0415 - the driver only for PostgreSQL
+
     applied: list[int] = []
     try:
         async with connection.transaction():
