@@ -255,15 +255,20 @@ class _Supervisor:
     def _handle_signals(self) -> None:
         while self._signals:
             number = self._signals.pop(0)
-            if number in (signal.SIGHUP, DUMP_STACKS):
+            if number == signal.SIGHUP:
                 self._send(number)
+            elif number == DUMP_STACKS:
+                # Not to a worker still starting: until it serves, SIGUSR1 would end it.
+                self._send(number, serving_only=True)
             elif self._stopping is None:
                 log.info("workers_stopping", signal=signal.Signals(number).name)
                 self._stopping = time.monotonic()
                 self._send(signal.SIGTERM)
 
-    def _send(self, number: int) -> None:
+    def _send(self, number: int, *, serving_only: bool = False) -> None:
         for worker in self._workers:
+            if serving_only and (worker is None or worker.heartbeat.silent_for() is None):
+                continue
             if worker is not None and worker.process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.process.pid, number)

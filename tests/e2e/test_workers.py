@@ -51,6 +51,15 @@ def worker_pids(gateway: GatewayProcess) -> set[int]:
     return pids & started
 
 
+def replaced(gateway: GatewayProcess, before: set[int], how: str) -> None:
+    """Wait until one worker of `before` has a new worker in its place."""
+    wait_until(
+        lambda: len(worker_pids(gateway) - before) == 1,
+        timeout=30,
+        what=f"a new worker in the {how} one's place",
+    )
+
+
 def subscribe(gateway: GatewayProcess, receiver: ScriptedSink) -> None:
     response = httpx.post(
         f"{gateway.url}/v1/subscriptions",
@@ -185,11 +194,7 @@ def _kill_a_worker_in_flight(gateway: GatewayProcess) -> None:
         in_flight = process_owner(victim)
         wait_until(lambda: pending(gateway, in_flight), timeout=30, what="a webhook in flight")
         os.kill(victim, signal.SIGKILL)
-        wait_until(
-            lambda: len(worker_pids(gateway) - before) == 1,
-            timeout=30,
-            what="a new worker in the killed one's place",
-        )
+        replaced(gateway, before, "killed")
         count = len(acknowledged)
         wait_until(lambda: len(acknowledged) >= count + 20, timeout=30, what="serving on")
         stop.set()
@@ -232,11 +237,7 @@ def test_a_stuck_worker_is_replaced_and_its_connections_are_served(tmp_path: Pat
         with ThreadPoolExecutor(max_workers=8) as pool:
             sent = list(pool.map(lambda _: send_message(gateway), range(12)))
         acknowledged = [event for events in sent for event in events]
-        wait_until(
-            lambda: len(worker_pids(gateway) - before) == 1,
-            timeout=30,
-            what="a new worker in the stuck one's place",
-        )
+        replaced(gateway, before, "stuck")
         wait_until(
             lambda: set(acknowledged) <= set(delivered(receiver)),
             timeout=30,
@@ -279,11 +280,7 @@ def test_a_worker_that_drains_by_itself_is_not_taken_for_stuck(tmp_path: Path) -
             for sender in senders:
                 sender.result()
         os.kill(victim, signal.SIGTERM)
-        wait_until(
-            lambda: len(worker_pids(gateway) - before) == 1,
-            timeout=30,
-            what="a new worker in the drained one's place",
-        )
+        replaced(gateway, before, "drained")
         lines = log_lines(gateway)
     finally:
         gateway.stop()
