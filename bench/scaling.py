@@ -152,10 +152,11 @@ def bench_event(number: int) -> CloudEvent:
     )
 
 
-async def fill(store: SqliteStore, start: int, stop: int) -> None:
+async def fill(store: SqliteStore, size: int) -> None:
+    """`size` events queued for the store's subscription, 1,000 per message."""
     per_message = 1000
-    for first in range(start, stop, per_message):
-        last = min(stop, first + per_message)
+    for first in range(0, size, per_message):
+        last = min(size, first + per_message)
         message = InboundMessage(
             message_id=f"uuid:backlog-{first}",
             kenmerk=f"K-backlog-{first}",
@@ -186,7 +187,7 @@ class Backlog:
                 created_at=datetime.now(UTC),
             )
         )
-        await fill(self.store, 0, self.size)
+        await fill(self.store, self.size)
 
     async def claim_time(self, claims: int) -> float:
         """Median seconds of `claims` claims of 50."""
